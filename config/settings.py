@@ -1,0 +1,244 @@
+"""chorus's settings: one `Settings` object, read from the environment once.
+
+Every variable starts with ``CHORUS_``; nested models use ``__`` as the
+delimiter (``CHORUS_RETRY__MAX_ATTEMPTS=5``). The Anthropic SDK's own
+``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` are honoured as they are.
+
+A bad value stops start-up with :class:`SettingsError`, whose message is one
+line naming the variable and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
+
+ENV_PREFIX = "CHORUS_"
+NESTED_DELIMITER = "__"
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Claude Sonnet 5: the current line's default for speed and intelligence.
+# (claude-sonnet-4-5 reaches end of life on 2026-11-30; the SDK warns on it.)
+DEFAULT_MODEL = "claude-sonnet-5"
+
+
+class SettingsError(ValueError):
+    """Raised when a setting is missing or invalid; the message is one line.
+
+    It lives here rather than in ``workers/errors.py`` because ``config``
+    depends on nothing else in chorus.
+    """
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class AnthropicSettings(_Section):
+    """How workers reach the Messages API."""
+
+    default_model: str = Field(DEFAULT_MODEL, min_length=1)
+    request_timeout_s: PositiveFloat = 600.0
+    connect_timeout_s: PositiveFloat = 5.0
+    # One pool per worker process; 1000 is the SDK's own default and covers
+    # any sensible thread count.
+    max_connections: int = Field(1000, ge=1)
+
+
+class RetrySettings(_Section):
+    """Our retry policy (the SDK runs with ``max_retries=0``)."""
+
+    max_attempts: int = Field(6, ge=1, le=100)
+    base_delay_s: PositiveFloat = 1.0
+    max_delay_s: PositiveFloat = 60.0
+    # The longest single wait we accept, ``retry-after`` included. A server
+    # asking for more fails the item as retryable instead of holding a slot.
+    max_wait_s: PositiveFloat = 600.0
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> RetrySettings:
+        if self.base_delay_s > self.max_delay_s:
+            raise ValueError("base_delay_s must not exceed max_delay_s")
+        if self.max_delay_s > self.max_wait_s:
+            raise ValueError("max_delay_s must not exceed max_wait_s")
+        return self
+
+
+class WorkerSettings(_Section):
+    """How a worker process runs tasks."""
+
+    # Calls wait on the network, not the CPU: threads, many of them (DESIGN 6).
+    pool: str = "threads"
+    concurrency: int = Field(100, ge=1, le=10_000)
+    processes: int = Field(2, ge=1, le=256)
+    queue: str = Field("chorus", min_length=1)
+    # chorus's own deadline for one task, waits included; Celery's time
+    # limits do not apply to the threads pool, so the task enforces it.
+    task_time_limit_s: PositiveFloat = 1800.0
+    # Redis redelivers an unacknowledged message after this long; it must
+    # outlast the longest task or a running task is delivered twice.
+    visibility_timeout_s: PositiveFloat = 3600.0
+    # Past this many deliveries of one task, the item is dead-lettered.
+    max_deliveries: int = Field(3, ge=1, le=100)
+    send_events: bool = True
+
+    @field_validator("pool")
+    @classmethod
+    def _known_pool(cls, value: str) -> str:
+        allowed = {"threads", "prefork", "solo", "gevent", "eventlet"}
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(sorted(allowed))}")
+        return value
+
+
+class ResultSettings(_Section):
+    """How long finished results are kept in Redis."""
+
+    # Seven days: long enough to come back after a weekend.
+    expires_s: int = Field(7 * 24 * 3600, ge=60)
+
+
+class Settings(BaseSettings):
+    """Everything chorus reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    broker_url: str = DEFAULT_REDIS_URL
+    # Defaults to the broker's Redis.
+    result_url: str | None = None
+
+    anthropic_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("ANTHROPIC_API_KEY", "CHORUS_ANTHROPIC_API_KEY"),
+    )
+    anthropic_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "CHORUS_ANTHROPIC_BASE_URL"),
+    )
+
+    anthropic: AnthropicSettings = AnthropicSettings()
+    retry: RetrySettings = RetrySettings()
+    worker: WorkerSettings = WorkerSettings()
+    results: ResultSettings = ResultSettings()
+
+    @field_validator("broker_url", "result_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("anthropic_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None  # set but empty, as compose does with ${VAR:-}
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("anthropic_api_key")
+    @classmethod
+    def _non_empty_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty variable means "not set", not "a key that is empty".
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_tasks(self) -> Settings:
+        longest_s = self.worker.task_time_limit_s + self.retry.max_wait_s
+        if self.worker.visibility_timeout_s <= longest_s:
+            raise ValueError(
+                f"worker.visibility_timeout_s ({self.worker.visibility_timeout_s:g} s) must "
+                f"exceed worker.task_time_limit_s plus retry.max_wait_s ({longest_s:g} s), "
+                "or Redis delivers a running task twice"
+            )
+        return self
+
+    @property
+    def result_backend_url(self) -> str:
+        return self.result_url or self.broker_url
+
+    @property
+    def uses_real_api(self) -> bool:
+        """True when calls go to Anthropic rather than a local stand-in."""
+        return self.anthropic_api_key is not None and self.anthropic_base_url is None
+
+    def explicitly_set(self, field: str) -> bool:
+        return field in self.model_fields_set
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable behind a validation error's location."""
+    parts = [str(part) for part in loc if not isinstance(part, int)]
+    if not parts:
+        return "settings"
+    if parts[0].isupper():  # already an alias such as ANTHROPIC_BASE_URL
+        return parts[0]
+    field = Settings.model_fields.get(parts[0])
+    if field is not None and isinstance(field.validation_alias, AliasChoices):
+        first = field.validation_alias.choices[0]
+        return str(first)
+    return ENV_PREFIX + NESTED_DELIMITER.join(parts).upper()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc: tuple[int | str, ...] = tuple(error.get("loc", ()))
+    message = str(error.get("msg", "is invalid"))
+    message = message.removeprefix("Value error, ")
+    # A model-level check has no field location: name what it names instead.
+    if not loc and "worker.visibility_timeout_s" in message:
+        loc = ("worker", "visibility_timeout_s")
+    name = env_name(loc)
+    value = os.environ.get(name)
+    shown = f"={value}" if value is not None and "KEY" not in name else ""
+    return f"{name}{shown}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment (and keyword overrides).
+
+    Raises:
+        SettingsError: one line naming each bad variable and what is wrong.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise SettingsError("; ".join(_describe(dict(e)) for e in errors)) from None
+    except _SourceError as exc:  # a nested section given as bad JSON
+        match = re.search(r'field "(\w+)"', str(exc))
+        name = env_name((match.group(1),)) if match else "a CHORUS_ variable"
+        raise SettingsError(f"{name}: is not valid JSON") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use."""
+    return load_settings()

@@ -1,0 +1,147 @@
+"""The server's own rate limits: continuously refilled token buckets, as Anthropic runs them.
+
+Each limit N per minute is a bucket holding at most N (one minute's worth)
+that refills at N/60 per second. A request takes 1 from the requests bucket,
+its uncached input tokens (cache reads are free) from the input bucket and
+`max_tokens` from the output bucket, all or nothing; when it ends, the output
+tokens it did not use go back.
+
+Warning: a full bucket admits a burst of a whole minute's worth at once, as
+the real API does; clients that want a smooth rate must pace themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+# What the headers report for a limit that is not set.
+NOMINAL_LIMIT = 1_000_000_000
+BUCKET_NAMES = ("requests", "input-tokens", "output-tokens")
+
+
+def rfc3339(unix_s: float) -> str:
+    """`unix_s` rounded up to the second, as RFC 3339 UTC (2026-11-24T10:00:00Z)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(unix_s)))
+
+
+def retry_after_header(wait_s: float) -> str:
+    """Whole seconds, rounded up and at least 1: what a 429's `retry-after` carries."""
+    return str(max(1, math.ceil(wait_s)))
+
+
+class TokenBucket:
+    """One limit per minute; `limit_per_minute` None or 0 means unlimited."""
+
+    __slots__ = ("capacity", "level", "limit_per_minute", "rate_per_s", "updated_at")
+
+    def __init__(self, limit_per_minute: int | None, now: float) -> None:
+        self.limit_per_minute = limit_per_minute or None
+        self.capacity = float(self.limit_per_minute or NOMINAL_LIMIT)
+        self.rate_per_s = self.capacity / 60.0
+        self.level = self.capacity
+        self.updated_at = now
+
+    @property
+    def unlimited(self) -> bool:
+        return self.limit_per_minute is None
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated_at:
+            self.level = min(self.capacity, self.level + (now - self.updated_at) * self.rate_per_s)
+            self.updated_at = now
+
+    def wait_s(self, amount: float, now: float) -> float:
+        """Seconds until `amount` fits (0 if it fits now).
+
+        An amount larger than the whole bucket never fits; the answer is then
+        the time until the bucket is full, so a client backs off for a while
+        rather than hammering.
+        """
+        if self.unlimited:
+            return 0.0
+        self._refill(now)
+        missing = min(amount, self.capacity) - self.level
+        if amount > self.capacity:
+            missing = max(missing, 1e-9)
+        return max(0.0, missing / self.rate_per_s)
+
+    def take(self, amount: float, now: float) -> None:
+        if not self.unlimited:
+            self._refill(now)
+            self.level -= amount
+
+    def give_back(self, amount: float, now: float) -> None:
+        if not self.unlimited and amount > 0:
+            self._refill(now)
+            self.level = min(self.capacity, self.level + amount)
+
+    def remaining(self, now: float) -> int:
+        if self.unlimited:
+            return NOMINAL_LIMIT
+        self._refill(now)
+        return max(0, math.floor(self.level))
+
+    def full_at(self, now: float) -> float:
+        """The unix time at which the bucket will be full again."""
+        if self.unlimited:
+            return now
+        self._refill(now)
+        return now + (self.capacity - self.level) / self.rate_per_s
+
+
+class RateLimits:
+    """The three buckets Anthropic enforces: requests, input and output tokens per minute."""
+
+    def __init__(
+        self, rpm: int | None, itpm: int | None, otpm: int | None, now: float | None = None
+    ) -> None:
+        start = time.time() if now is None else now
+        self.requests = TokenBucket(rpm, start)
+        self.input_tokens = TokenBucket(itpm, start)
+        self.output_tokens = TokenBucket(otpm, start)
+
+    def _buckets(self) -> tuple[tuple[str, TokenBucket, str], ...]:
+        return (
+            ("requests", self.requests, "requests"),
+            ("input-tokens", self.input_tokens, "input tokens"),
+            ("output-tokens", self.output_tokens, "output tokens"),
+        )
+
+    def try_acquire(
+        self, input_tokens: int, max_tokens: int, now: float
+    ) -> tuple[str, float] | None:
+        """Take one request, its input tokens and `max_tokens`, or nothing.
+
+        Returns None when granted, else (a message naming the binding limit,
+        seconds until that limit has room).
+        """
+        costs = (1, input_tokens, max_tokens)
+        worst: tuple[str, float] | None = None
+        for (_, bucket, noun), cost in zip(self._buckets(), costs, strict=True):
+            wait_s = bucket.wait_s(cost, now)
+            if wait_s > 0 and (worst is None or wait_s > worst[1]):
+                message = (
+                    "This request would exceed the rate limit for your organization of "
+                    f"{bucket.limit_per_minute} {noun} per minute."
+                )
+                worst = (message, wait_s)
+        if worst is not None:
+            return worst
+        for (_, bucket, _), cost in zip(self._buckets(), costs, strict=True):
+            bucket.take(cost, now)
+        return None
+
+    def refund_output(self, unused_tokens: int, now: float) -> None:
+        """Give back output tokens charged at `max_tokens` but not produced."""
+        self.output_tokens.give_back(unused_tokens, now)
+
+    def headers(self, now: float) -> dict[str, str]:
+        """The nine `anthropic-ratelimit-*` headers as of `now`."""
+        headers: dict[str, str] = {}
+        for name, bucket, _ in self._buckets():
+            prefix = f"anthropic-ratelimit-{name}-"
+            headers[prefix + "limit"] = str(bucket.limit_per_minute or NOMINAL_LIMIT)
+            headers[prefix + "remaining"] = str(bucket.remaining(now))
+            headers[prefix + "reset"] = rfc3339(bucket.full_at(now))
+        return headers

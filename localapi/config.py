@@ -1,0 +1,200 @@
+"""The knobs of the local Anthropic API, as one value object and as command-line options.
+
+`LocalAPIConfig` is frozen: a change at run time (`POST /_mock/config`,
+`LocalAPIServer.configure`) builds a new one with `with_changes`, which checks
+names, types and ranges the same way the constructor does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+UNLIMITED = None
+MIB = 1024 * 1024
+
+# The kind of every field, for checking values that arrive as JSON at run time.
+_FLOAT, _INT, _OPT_INT, _STR, _OPT_STR = "float", "int", "int or null", "str", "str or null"
+_FIELD_KINDS: dict[str, str] = {
+    "host": _STR,
+    "port": _INT,
+    "latency_ms": _FLOAT,
+    "jitter_ms": _FLOAT,
+    "ms_per_output_token": _FLOAT,
+    "rpm": _OPT_INT,
+    "itpm": _OPT_INT,
+    "otpm": _OPT_INT,
+    "rate_429": _FLOAT,
+    "rate_529": _FLOAT,
+    "rate_500": _FLOAT,
+    "rate_hang": _FLOAT,
+    "rate_malformed": _FLOAT,
+    "hang_s": _FLOAT,
+    "retry_after_s": _FLOAT,
+    "seed": _INT,
+    "api_key": _OPT_STR,
+    "context_window": _INT,
+    "max_output_tokens": _INT,
+    "max_body_bytes": _INT,
+    "reply_min_tokens": _INT,
+    "reply_max_tokens": _INT,
+    "script_path": _OPT_STR,
+    "log_size": _INT,
+}
+# The listening socket and the start-up script are fixed once the server runs.
+_FIXED_AT_RUN_TIME = frozenset({"host", "port", "script_path"})
+FAULT_KINDS = ("429", "529", "500", "hang", "malformed")
+
+
+def _kind_ok(value: object, kind: str) -> bool:
+    if value is None:
+        return kind in (_OPT_INT, _OPT_STR)
+    if isinstance(value, bool):
+        return False
+    if kind == _FLOAT:
+        return isinstance(value, int | float)
+    if kind in (_INT, _OPT_INT):
+        return isinstance(value, int)
+    return isinstance(value, str)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalAPIConfig:
+    """Everything the local API can be told; a limit of None or 0 means unlimited."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    latency_ms: float = 100.0
+    jitter_ms: float = 0.0
+    ms_per_output_token: float = 0.0
+    rpm: int | None = UNLIMITED
+    itpm: int | None = UNLIMITED
+    otpm: int | None = UNLIMITED
+    rate_429: float = 0.0
+    rate_529: float = 0.0
+    rate_500: float = 0.0
+    rate_hang: float = 0.0
+    rate_malformed: float = 0.0
+    hang_s: float = 3600.0
+    retry_after_s: float = 1.0
+    seed: int = 0
+    api_key: str | None = None
+    context_window: int = 200_000
+    max_output_tokens: int = 128_000
+    max_body_bytes: int = 32 * MIB
+    reply_min_tokens: int = 20
+    reply_max_tokens: int = 120
+    script_path: str | None = None
+    log_size: int = 200_000
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field whose value is unusable."""
+        for name, kind in _FIELD_KINDS.items():
+            value = getattr(self, name)
+            if not _kind_ok(value, kind):
+                raise ValueError(f"{name}: expected {kind}, got {value!r}")
+        for name in ("latency_ms", "jitter_ms", "ms_per_output_token", "hang_s", "retry_after_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0")
+        for name in ("rpm", "itpm", "otpm"):
+            limit = getattr(self, name)
+            if limit is not None and limit < 0:
+                raise ValueError(f"{name}: must be >= 0 (0 or null means unlimited)")
+        rates = self.fault_rates()
+        for kind, rate in rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"rate_{kind}: must be between 0 and 1")
+        if sum(rates.values()) > 1.0 + 1e-9:
+            raise ValueError("fault rates: their sum must not exceed 1")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port: must be between 0 and 65535")
+        for name in ("context_window", "max_output_tokens", "max_body_bytes", "log_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1")
+        if self.reply_min_tokens < 1 or self.reply_max_tokens < self.reply_min_tokens:
+            raise ValueError("reply_min_tokens/reply_max_tokens: need 1 <= min <= max")
+
+    def fault_rates(self) -> dict[str, float]:
+        """The injected-fault rates keyed by fault kind ("429", ..., "malformed")."""
+        return {kind: float(getattr(self, f"rate_{kind}")) for kind in FAULT_KINDS}
+
+    def with_changes(self, changes: Mapping[str, Any]) -> LocalAPIConfig:
+        """A copy with `changes` applied; ValueError on an unknown or fixed field or a bad value."""
+        for name in changes:
+            if name not in _FIELD_KINDS:
+                raise ValueError(f"{name}: no such setting")
+            if name in _FIXED_AT_RUN_TIME:
+                raise ValueError(f"{name}: cannot be changed while the server runs")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """A one-line summary: latency, limits and faults."""
+        latency = f"latency {self.latency_ms:g} ms"
+        if self.jitter_ms:
+            latency += f" ± {self.jitter_ms:g}"
+        limits = [
+            f"{name} {getattr(self, name)}"
+            for name in ("rpm", "itpm", "otpm")
+            if getattr(self, name)
+        ]
+        faults = [f"{kind} {rate:.1%}" for kind, rate in self.fault_rates().items() if rate > 0]
+        return (
+            f"{latency}, limits: {', '.join(limits) or 'unlimited'}, "
+            f"faults: {', '.join(faults) or 'none'}"
+        )
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = LocalAPIConfig()
+    parser = argparse.ArgumentParser(
+        prog="chorus mock-api",
+        description="Serve a local stand-in for the Anthropic Messages API.",
+    )
+    add = parser.add_argument
+    add("--host", default=defaults.host, help="interface to listen on (default %(default)s)")
+    add("--port", type=int, default=defaults.port, help="0 picks a free port (default %(default)s)")
+    add("--latency-ms", type=float, default=defaults.latency_ms, help="base latency per call")
+    add("--jitter-ms", type=float, default=defaults.jitter_ms, help="uniform ± jitter on latency")
+    add("--ms-per-output-token", type=float, default=defaults.ms_per_output_token)
+    for name in ("rpm", "itpm", "otpm"):
+        add(f"--{name}", type=int, default=None, help="limit per minute (default unlimited)")
+    for kind in FAULT_KINDS:
+        add(f"--rate-{kind}", type=_fraction, default=0.0, help=f"fraction of calls given {kind}")
+    add("--hang-s", type=float, default=defaults.hang_s, help="how long a hung call sleeps")
+    add("--retry-after-s", type=float, default=defaults.retry_after_s, help="for injected 429s")
+    add("--seed", type=int, default=defaults.seed, help="seeds replies, faults and jitter")
+    add("--api-key", default=None, help="accept only this key (default: any non-empty key)")
+    add("--context-window", type=int, default=defaults.context_window, help="in tokens")
+    add("--max-output-tokens", type=int, default=defaults.max_output_tokens)
+    add("--max-body-bytes", type=int, default=defaults.max_body_bytes)
+    add("--reply-min-tokens", type=int, default=defaults.reply_min_tokens)
+    add("--reply-max-tokens", type=int, default=defaults.reply_max_tokens)
+    add("--script", dest="script_path", default=None, help="JSON file of script rules")
+    add("--log-size", type=int, default=defaults.log_size, help="request-log entries kept")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> LocalAPIConfig:
+    """Parse command-line options; argparse exits with status 2 on a bad value."""
+    parser = build_parser()
+    namespace = parser.parse_args(argv)
+    try:
+        return LocalAPIConfig(**vars(namespace))
+    except ValueError as exc:
+        parser.error(str(exc))

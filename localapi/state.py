@@ -1,0 +1,77 @@
+"""Everything a running local API remembers: its config, buckets, script, cache, stats and log.
+
+All of it is touched only from the server's event loop (the threaded runner
+hops onto that loop for its methods), so none of it needs a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from localapi.buckets import RateLimits
+from localapi.cache import PromptCache
+from localapi.config import LocalAPIConfig
+from localapi.faults import FaultInjector
+from localapi.script import Script
+from localapi.stats import RequestLog, Stats
+
+
+def load_script_file(path: str | Path) -> list[Any]:
+    """The rules in a JSON file (a list of rules)."""
+    rules = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(rules, list):
+        raise ValueError(f"{path}: a script file holds a JSON list of rules")
+    return rules
+
+
+class LocalAPIState:
+    """The mutable side of one local API server."""
+
+    def __init__(self, config: LocalAPIConfig | None = None) -> None:
+        self.config = config or LocalAPIConfig()
+        self.faults = FaultInjector(self.config)
+        self.limits = self._new_limits()
+        self.script = Script()
+        self.cache = PromptCache()
+        self.stats = Stats()
+        self.log = RequestLog(self.config.log_size)
+        self._file_rules = (
+            load_script_file(self.config.script_path) if self.config.script_path else []
+        )
+        self.script.add(self._file_rules)
+
+    def _new_limits(self) -> RateLimits:
+        return RateLimits(self.config.rpm, self.config.itpm, self.config.otpm, time.time())
+
+    def configure(self, changes: Mapping[str, Any]) -> LocalAPIConfig:
+        """Apply field changes (ValueError if any is bad; then nothing changes)."""
+        old = self.config
+        new = old.with_changes(changes)
+        self.config = new
+        if (new.rpm, new.itpm, new.otpm) != (old.rpm, old.itpm, old.otpm):
+            self.limits = self._new_limits()
+        if new.seed != old.seed:
+            self.faults = FaultInjector(new)
+        else:
+            self.faults.configure(new)
+        if new.log_size != old.log_size:
+            self.log.resize(new.log_size)
+        return new
+
+    def reset(self) -> None:
+        """Forget stats, log, cache, buckets and added script rules; keep the config.
+
+        The rules of the start-up `--script` file are part of the config, so
+        they come back.
+        """
+        self.stats = Stats(in_flight=self.stats.in_flight)
+        self.log.clear()
+        self.cache.clear()
+        self.limits = self._new_limits()
+        self.faults = FaultInjector(self.config)
+        self.script = Script()
+        self.script.add(self._file_rules)

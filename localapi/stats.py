@@ -1,0 +1,146 @@
+"""What the local API did: counters for `/_mock/stats` and a bounded request log for `/_mock/log`.
+
+A call is *paid* when it got a 200 (a malformed 200 too: the work was done).
+Its identity is the `x-chorus-key` header, else the SHA-256 of its canonical
+JSON body; `duplicates_paid` counts every paid call beyond the first per
+identity, which is what "never paid for twice" is measured by.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from localapi.config import FAULT_KINDS
+
+# The log keeps this much of each prompt for `?contains=` (bounds its memory).
+LOG_PROMPT_CHARS = 2000
+# ... and shows this much.
+LOG_PROMPT_SHOWN_CHARS = 200
+
+
+class Stats:
+    """Counters since start or the last reset."""
+
+    def __init__(self, in_flight: int = 0) -> None:
+        self.started_at = time.time()
+        self.requests = 0
+        self.count_tokens_requests = 0
+        self.by_status: dict[int, int] = {}
+        self.paid = 0
+        self.duplicates_paid = 0
+        self.rate_limited = 0
+        self.injected = dict.fromkeys(FAULT_KINDS, 0)
+        self.scripted = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cache_creation_input_tokens = 0
+        self.cache_read_input_tokens = 0
+        # Calls in flight outlive a reset, so their count carries over.
+        self.in_flight = in_flight
+        self.max_in_flight = in_flight
+        self._paid_by_identity: dict[str, int] = {}
+
+    def begin(self) -> None:
+        self.requests += 1
+        self.in_flight += 1
+        if self.in_flight > self.max_in_flight:
+            self.max_in_flight = self.in_flight
+
+    def end(self, status: int) -> None:
+        self.in_flight -= 1
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+
+    def paid_call(
+        self,
+        identity: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_creation: int,
+        cache_read: int,
+    ) -> None:
+        self.paid += 1
+        seen = self._paid_by_identity.get(identity, 0)
+        if seen:
+            self.duplicates_paid += 1
+        self._paid_by_identity[identity] = seen + 1
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cache_creation_input_tokens += cache_creation
+        self.cache_read_input_tokens += cache_read
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
+            "paid": self.paid,
+            "duplicates_paid": self.duplicates_paid,
+            "rate_limited": self.rate_limited,
+            "injected": dict(self.injected),
+            "scripted": self.scripted,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "started_at": self.started_at,
+            "count_tokens_requests": self.count_tokens_requests,
+        }
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One `/v1/messages` call, filled in as the call proceeds."""
+
+    t: float
+    t_end: float = 0.0
+    status: int = 0
+    key: str | None = None
+    prompt: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    fault: str | None = None
+    scripted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t": self.t,
+            "t_end": self.t_end,
+            "status": self.status,
+            "key": self.key,
+            "prompt": self.prompt[:LOG_PROMPT_SHOWN_CHARS],
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "fault": self.fault,
+            "scripted": self.scripted,
+        }
+
+
+class RequestLog:
+    """The last `size` calls, oldest first."""
+
+    def __init__(self, size: int) -> None:
+        self._entries: deque[LogEntry] = deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def append(self, entry: LogEntry) -> None:
+        self._entries.append(entry)
+
+    def resize(self, size: int) -> None:
+        self._entries = deque(self._entries, maxlen=size)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def entries(self, contains: str | None = None) -> list[dict[str, Any]]:
+        """Entries as JSON-ready dicts; `contains` filters on the kept prompt text."""
+        return [
+            entry.to_dict()
+            for entry in self._entries
+            if contains is None or contains in entry.prompt
+        ]

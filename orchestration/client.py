@@ -1,0 +1,92 @@
+"""Enqueue calls from a producer script and wait for their envelopes.
+
+>>> from orchestration.client import request_from_prompt, submit
+>>> result = submit(request_from_prompt("Name three prime numbers."))
+>>> envelope = wait(result, timeout_s=60)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.canvas import Signature
+from celery.result import AsyncResult
+
+from config.settings import get_settings
+from workers.app import app
+from workers.models import CallRequest, Envelope
+from workers.validation import validate_request
+
+CALL_TASK = "chorus.call"
+DEFAULT_MAX_TOKENS = 2048
+
+
+def request_from_prompt(
+    prompt: str,
+    *,
+    model: str | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    system: str | None = None,
+    **params: Any,
+) -> CallRequest:
+    """A validated one-turn request.
+
+    Raises:
+        InvalidRequest: naming the bad field.
+    """
+    data: dict[str, Any] = {
+        "model": model or get_settings().anthropic.default_model,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": prompt}],
+        **params,
+    }
+    if system is not None:
+        data["system"] = system
+    return validate_request(data)
+
+
+def argsrepr(
+    request: CallRequest, *, batch_id: str | None = None, item_id: str | None = None
+) -> str:
+    """What Flower shows for a task: ids and a truncated prompt, never a secret."""
+    parts = []
+    if batch_id:
+        parts.append(f"batch={batch_id}")
+    if item_id:
+        parts.append(f"item={item_id}")
+    parts.append(f"prompt={request.preview()!r}")
+    return " ".join(parts)
+
+
+def call_signature(
+    request: CallRequest, *, batch_id: str | None = None, item_id: str | None = None
+) -> Signature:
+    """The ``chorus.call`` task for ``request``, ready for a group or a chord."""
+    payload = request.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    return app.signature(
+        CALL_TASK,
+        args=(payload,),
+        argsrepr=argsrepr(request, batch_id=batch_id, item_id=item_id),
+        kwargsrepr="{}",
+    )
+
+
+def submit(request: CallRequest, **ids: str | None) -> AsyncResult:
+    result: AsyncResult = call_signature(request, **ids).apply_async()
+    return result
+
+
+def wait(result: AsyncResult, *, timeout_s: float | None = None) -> Envelope:
+    """The envelope of a submitted call.
+
+    Raises:
+        celery.exceptions.TimeoutError: no result within ``timeout_s``.
+    """
+    raw = result.get(timeout=timeout_s, interval=0.05, propagate=True)
+    return Envelope.model_validate(raw)
+
+
+def workers_online(timeout_s: float = 1.0) -> list[str]:
+    """Names of the workers that answer a ping."""
+    replies = app.control.ping(timeout=timeout_s) or []
+    return sorted(name for reply in replies for name in reply)

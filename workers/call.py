@@ -1,0 +1,263 @@
+"""One Messages API call, start to finish: the logic behind the ``chorus.call`` task.
+
+The steps, each a place where money or work could be lost:
+
+1. A stored result for the same content address ends the call at once: a
+   redelivered message or a resubmitted item is not paid for twice.
+2. A claim on the address makes a concurrent duplicate wait for the first
+   one's answer instead of making its own call.
+3. Each attempt reserves its cost with the cluster-wide rate limiter and
+   sleeps exactly the wait it is given.
+4. The SDK makes one attempt (``max_retries=0``); a transient failure is
+   retried here with full-jitter backoff or the server's ``retry-after``, a
+   429 also holds back every other worker through the limiter's cooldown.
+5. The reservation is settled to the reported usage, and a success stored.
+
+Nothing here raises for an expected failure: the result is always an
+:class:`~workers.models.Envelope`, with ``ok: false`` and the error's type,
+status and request id when the call could not be made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from workers.errors import (
+    ChorusError,
+    DeadlineExceeded,
+    LimiterUnavailable,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+)
+from workers.models import CallRequest, Envelope, ErrorInfo, Usage
+from workers.provider import ProviderReply
+from workers.ratelimit.backend import Cost, RateLimiter, Reservation
+from workers.retry import RetryPolicy
+from workers.store import ResultStore
+
+# How often a duplicate looks for the first caller's result.
+CLAIM_POLL_S = 0.2
+
+
+class Sender(Protocol):
+    def send(self, request: CallRequest, *, timeout_s: float, key: str) -> ProviderReply: ...
+
+
+@dataclass
+class CallDeps:
+    """Everything a call needs, injected so the logic runs without a broker."""
+
+    provider: Sender
+    limiter: RateLimiter
+    store: ResultStore | None
+    policy: RetryPolicy
+    limit_key: Callable[[str], str]
+    estimate_input_tokens: Callable[[CallRequest], int]
+    request_timeout_s: float = 600.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+
+@dataclass
+class _Progress:
+    started: float
+    deadline: float
+    attempts: int = 0
+    waited_s: float = 0.0
+    latency_ms: float = 0.0
+
+
+def execute(
+    request: CallRequest,
+    deps: CallDeps,
+    *,
+    time_limit_s: float,
+    owner: str | None = None,
+    delivery: int = 1,
+) -> Envelope:
+    """Make the call ``request`` describes; never raises for a failed call."""
+    key = request.key()
+    started = deps.clock()
+    progress = _Progress(started=started, deadline=started + time_limit_s)
+    owner = owner or f"{threading.get_ident()}:{started}"
+
+    if deps.store is not None:
+        stored = _stored_or_claimed(request, key, deps, progress, owner)
+        if stored is not None:
+            return stored.model_copy(
+                update={
+                    "cached": True,
+                    "attempts": 0,
+                    "delivery": delivery,
+                    "elapsed_ms": (deps.clock() - started) * 1000.0,
+                    "waited_ms": progress.waited_s * 1000.0,
+                }
+            )
+    try:
+        envelope = _attempt_until_done(request, key, deps, progress)
+    finally:
+        if deps.store is not None:
+            deps.store.release(key, owner)
+    envelope = envelope.model_copy(
+        update={
+            "attempts": progress.attempts,
+            "delivery": delivery,
+            "elapsed_ms": (deps.clock() - started) * 1000.0,
+            "waited_ms": progress.waited_s * 1000.0,
+            "latency_ms": progress.latency_ms,
+        }
+    )
+    if deps.store is not None and envelope.ok:
+        deps.store.put(envelope)
+    return envelope
+
+
+def _stored_or_claimed(
+    request: CallRequest, key: str, deps: CallDeps, progress: _Progress, owner: str
+) -> Envelope | None:
+    """The stored result, or None once this caller holds the claim."""
+    assert deps.store is not None
+    while True:
+        stored = deps.store.get(key)
+        if stored is not None:
+            return stored
+        if deps.store.claim(key, owner):
+            # The first caller may have finished between our get and claim.
+            stored = deps.store.get(key)
+            if stored is not None:
+                deps.store.release(key, owner)
+            return stored
+        # Another worker is making this exact call now: wait for its answer.
+        # If it dies, its claim expires and this loop takes over.
+        if deps.clock() + CLAIM_POLL_S > progress.deadline:
+            return None
+        _wait(deps, progress, CLAIM_POLL_S)
+
+
+def _attempt_until_done(
+    request: CallRequest, key: str, deps: CallDeps, progress: _Progress
+) -> Envelope:
+    limit_key = deps.limit_key(request.model)
+    cost = Cost(1, deps.estimate_input_tokens(request), request.max_tokens)
+    limiter_failures = 0
+    while True:
+        try:
+            reservation = _reserve(deps, progress, limit_key, cost)
+        except LimiterUnavailable as exc:
+            # Fail closed: never send unthrottled. Back off and ask again.
+            limiter_failures += 1
+            wait = deps.policy.backoff_s(limiter_failures, deps.rng)
+            if limiter_failures >= deps.policy.max_attempts or not _fits(deps, progress, wait):
+                return _failed(key, exc)
+            _wait(deps, progress, wait)
+            continue
+        except ChorusError as exc:  # CostExceedsCapacity, DeadlineExceeded
+            return _failed(key, exc)
+
+        progress.attempts += 1
+        timeout_s = min(deps.request_timeout_s, max(0.001, progress.deadline - deps.clock()))
+        try:
+            reply = deps.provider.send(request, timeout_s=timeout_s, key=key)
+        except ProviderError as exc:
+            _settle_failed(deps, reservation)
+            if isinstance(exc, RateLimited) and exc.retry_after_s:
+                _ignore_limiter_outage(deps.limiter.cooldown, limit_key, exc.retry_after_s)
+            if isinstance(exc, PermanentError):
+                return _failed(key, exc)
+            retry_in = deps.policy.wait_s(exc, progress.attempts, deps.rng)
+            if retry_in is None:
+                return _failed(key, exc)
+            if not _fits(deps, progress, retry_in):
+                return _failed(key, DeadlineExceeded(f"{exc.message}; no time left to retry"), exc)
+            _wait(deps, progress, retry_in)
+            continue
+
+        progress.latency_ms = reply.latency_ms
+        envelope = _succeeded(key, reply)
+        used = Cost(
+            1,
+            envelope.usage.input_tokens + envelope.usage.cache_creation_input_tokens,
+            envelope.usage.output_tokens,
+        )
+        _ignore_limiter_outage(deps.limiter.settle, reservation, used)
+        if reply.limit_headers:
+            _ignore_limiter_outage(deps.limiter.observe, limit_key, reply.limit_headers)
+        return envelope
+
+
+def _reserve(deps: CallDeps, progress: _Progress, limit_key: str, cost: Cost) -> Reservation:
+    """A granted reservation, its wait already slept."""
+    while True:
+        reservation = deps.limiter.reserve(limit_key, cost)
+        if not _fits(deps, progress, reservation.wait_s):
+            if reservation.granted:
+                _settle_failed(deps, reservation, refund_all=True)
+            raise DeadlineExceeded(
+                f"the rate limit asks for a {reservation.wait_s:.1f} s wait "
+                "and the task's time limit would pass first"
+            )
+        _wait(deps, progress, reservation.wait_s)
+        if reservation.granted:
+            return reservation
+
+
+def _settle_failed(deps: CallDeps, reservation: Reservation, *, refund_all: bool = False) -> None:
+    # A failed attempt generated nothing: give the output tokens back. The
+    # request and its input stay spent unless it was never sent.
+    kept = Cost(0, 0, 0) if refund_all else Cost(1, reservation.cost.input_tokens, 0)
+    _ignore_limiter_outage(deps.limiter.settle, reservation, kept)
+
+
+def _ignore_limiter_outage(fn: Callable[..., None], *args: object) -> None:
+    # Settling and observing only correct the buckets; losing one to a Redis
+    # blip leaves them conservative, which is no reason to fail a paid call.
+    with contextlib.suppress(LimiterUnavailable):
+        fn(*args)
+
+
+def _fits(deps: CallDeps, progress: _Progress, wait_s: float) -> bool:
+    return deps.clock() + wait_s < progress.deadline
+
+
+def _wait(deps: CallDeps, progress: _Progress, seconds: float) -> None:
+    if seconds > 0:
+        deps.sleep(seconds)
+        progress.waited_s += seconds
+
+
+def _failed(key: str, exc: ChorusError, cause: ChorusError | None = None) -> Envelope:
+    info = ErrorInfo.from_exception(exc)
+    if cause is not None and isinstance(cause, ProviderError):
+        info = info.model_copy(update={"status": cause.status, "request_id": cause.request_id})
+    return Envelope.failure(key, info)
+
+
+def _succeeded(key: str, reply: ProviderReply) -> Envelope:
+    message = reply.message
+    content = message.get("content") or []
+    text = "".join(b.get("text", "") for b in content if b.get("type") == "text")
+    usage = message.get("usage") or {}
+    return Envelope(
+        ok=True,
+        key=key,
+        model=message.get("model"),
+        message_id=message.get("id"),
+        text=text,
+        content=content,
+        stop_reason=message.get("stop_reason"),
+        stop_sequence=message.get("stop_sequence"),
+        usage=Usage(
+            input_tokens=usage.get("input_tokens") or 0,
+            output_tokens=usage.get("output_tokens") or 0,
+            cache_creation_input_tokens=usage.get("cache_creation_input_tokens") or 0,
+            cache_read_input_tokens=usage.get("cache_read_input_tokens") or 0,
+        ),
+    )

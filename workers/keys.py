@@ -1,0 +1,49 @@
+"""Every Redis key chorus writes, in one place.
+
+Celery's and kombu's own keys (``celery-task-meta-*``, ``_kombu.*``, the
+queue lists) are theirs; everything of ours starts with ``chorus:``. No key
+and no value ever holds an API key: limits are keyed by a short hash of it.
+"""
+
+from __future__ import annotations
+
+PREFIX = "chorus:"
+
+
+def result(endpoint: str, call_key: str) -> str:
+    """The stored envelope of a finished call (idempotency).
+
+    ``endpoint`` is a hash of the API's base URL and key: an answer from the
+    local API is never served to a call meant for the real one.
+    """
+    return f"{PREFIX}result:{endpoint}:{call_key}"
+
+
+def claim(endpoint: str, call_key: str) -> str:
+    """Held while one worker is making a call, so a duplicate waits instead of paying."""
+    return f"{PREFIX}claim:{endpoint}:{call_key}"
+
+
+def deliveries(task_id: str) -> str:
+    """How many times a task's message has been delivered to a worker."""
+    return f"{PREFIX}deliveries:{task_id}"
+
+
+def limit(limit_key: str) -> str:
+    """The buckets of one limit key (a hash)."""
+    return f"{PREFIX}rl:{{{limit_key}}}:buckets"
+
+
+def cooldown(limit_key: str) -> str:
+    """Until when every caller of a limit key holds back after a 429."""
+    return f"{PREFIX}rl:{{{limit_key}}}:cooldown"
+
+
+def limit_stats(limit_key: str) -> str:
+    """Counters of a limit key: grants, refusals, time waited."""
+    return f"{PREFIX}rl:{{{limit_key}}}:stats"
+
+
+def limit_index() -> str:
+    """The set of limit keys in use, for ``chorus limits --live``."""
+    return f"{PREFIX}rl:index"

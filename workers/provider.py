@@ -1,0 +1,167 @@
+"""The Messages API through the official SDK: one attempt per call, errors translated.
+
+The SDK runs with ``max_retries=0`` (DESIGN.md decision 2): each attempt is
+ours, so it passes through the rate limiter and is counted. Every SDK error is
+translated here, at one boundary, into ``workers.errors`` with ``__cause__``
+kept.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import httpx2
+
+from workers.errors import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    MalformedResponse,
+    ProviderError,
+    ProviderTimeout,
+    error_for_status,
+)
+from workers.models import SAMPLING_API_VERSION, CallRequest
+
+RATELIMIT_HEADER_PREFIX = "anthropic-ratelimit-"
+# Sent with every call so the local API can tell a paid duplicate from a
+# new sample; the real API ignores it. It is a content hash, not a secret.
+KEY_HEADER = "x-chorus-key"
+
+
+@dataclass(frozen=True)
+class ProviderReply:
+    """One successful attempt: the message body and what the headers said."""
+
+    message: dict[str, Any]
+    request_id: str | None
+    latency_ms: float
+    limit_headers: dict[str, str] = field(default_factory=dict)
+
+
+def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
+    """Seconds from a ``retry-after`` header: a number, or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now_s is None else now_s
+    return max(0.0, parsed.timestamp() - now)
+
+
+def _limit_headers(headers: httpx2.Headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.startswith(RATELIMIT_HEADER_PREFIX)}
+
+
+class Provider:
+    """An SDK client, built once per worker process and shared by its threads."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None = None,
+        timeout_s: float = 600.0,
+        connect_timeout_s: float = 5.0,
+        max_connections: int = 1000,
+    ) -> None:
+        self._has_key = api_key is not None
+        self._connect_timeout_s = connect_timeout_s
+        http_client = anthropic.DefaultHttpxClient(
+            limits=httpx2.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+            ),
+            timeout=httpx2.Timeout(timeout_s, connect=connect_timeout_s),
+        )
+        # A placeholder keeps the SDK from hunting for profiles on disk; no
+        # call is made without a real key (see send()).
+        self._client = anthropic.Anthropic(
+            api_key=api_key or "missing",
+            base_url=base_url,
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def send(self, request: CallRequest, *, timeout_s: float, key: str) -> ProviderReply:
+        """Make one attempt.
+
+        Raises:
+            ProviderError: a subclass saying whether another attempt may help.
+        """
+        if not self._has_key:
+            raise AuthenticationFailed(
+                "ANTHROPIC_API_KEY is not set in the worker's environment", 401
+            )
+        headers = {KEY_HEADER: key}
+        extra_body: dict[str, Any] | None = None
+        if request.uses_sampling_params:
+            headers["anthropic-version"] = SAMPLING_API_VERSION
+            extra_body = request.sampling_params()
+        started = time.perf_counter()
+        try:
+            raw = self._client.messages.with_raw_response.create(
+                **request.api_params(),
+                extra_headers=headers,
+                extra_body=extra_body,
+                timeout=httpx2.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s)),
+            )
+        except anthropic.APIStatusError as exc:
+            raise translate_status_error(exc) from exc
+        except anthropic.APITimeoutError as exc:
+            raise ProviderTimeout(f"no answer within {timeout_s:g} s") from exc
+        except anthropic.APIConnectionError as exc:
+            raise ConnectionFailed(f"could not reach the API: {exc.__cause__ or exc}") from exc
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        response = raw.http_response
+        request_id = response.headers.get("request-id")
+        message = _decode_message(response, request_id)
+        return ProviderReply(
+            message=message,
+            request_id=request_id,
+            latency_ms=latency_ms,
+            limit_headers=_limit_headers(response.headers),
+        )
+
+
+def translate_status_error(exc: anthropic.APIStatusError) -> ProviderError:
+    """An SDK status error as one of ours, keeping the provider's type and request id."""
+    message = exc.api_message or f"HTTP {exc.status_code}"
+    return error_for_status(
+        exc.status_code,
+        message,
+        request_id=exc.request_id,
+        api_type=exc.type,
+        retry_after_s=parse_retry_after(exc.response.headers.get("retry-after")),
+    )
+
+
+def _decode_message(response: httpx2.Response, request_id: str | None) -> dict[str, Any]:
+    try:
+        body = json.loads(response.content)
+    except (ValueError, httpx2.HTTPError) as exc:
+        raise MalformedResponse(
+            f"the API answered {response.status_code} with a body that is not JSON",
+            response.status_code,
+            request_id,
+        ) from exc
+    if not isinstance(body, dict) or not isinstance(body.get("content"), list):
+        raise MalformedResponse(
+            f"the API answered {response.status_code} without a message body",
+            response.status_code,
+            request_id,
+        )
+    return body

@@ -1,0 +1,97 @@
+"""The rate limiter's interface: reserve a cost, sleep the wait, settle afterwards.
+
+A caller asks for a :class:`Cost` (1 request, its estimated input tokens, its
+``max_tokens`` of output) under one limit key and receives a
+:class:`Reservation`: either a grant with how long to wait before sending (0
+means now), or a refusal with how long until asking again makes sense.
+After the call it settles with what the API reported using, which refunds or
+charges the difference.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one call draws from the three buckets."""
+
+    requests: int = 1
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def minus(self, other: Cost) -> Cost:
+        return Cost(
+            self.requests - other.requests,
+            self.input_tokens - other.input_tokens,
+            self.output_tokens - other.output_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The limiter's answer.
+
+    ``granted`` with ``wait_s``: the cost is reserved, send after ``wait_s``.
+    Not granted: nothing is reserved; ask again after ``wait_s``.
+    """
+
+    granted: bool
+    wait_s: float
+    key: str
+    cost: Cost
+    # Which bucket decided the wait ("requests", "input_tokens",
+    # "output_tokens", "cooldown"), for the progress display.
+    binding: str = ""
+
+
+@dataclass(frozen=True)
+class BucketLevel:
+    bucket: str
+    capacity: int
+    per_minute: int
+    level: float
+
+
+@dataclass(frozen=True)
+class LimiterState:
+    """A snapshot of one limit key, for ``chorus limits --live``."""
+
+    key: str
+    buckets: tuple[BucketLevel, ...]
+    cooldown_s: float
+    granted: int = 0
+    waited_s: float = 0.0
+    refused: int = 0
+
+
+class RateLimiter(abc.ABC):
+    """Reserves capacity in the buckets of one limit key."""
+
+    @abc.abstractmethod
+    def reserve(self, key: str, cost: Cost) -> Reservation:
+        """Reserve ``cost`` under ``key``.
+
+        Raises:
+            CostExceedsCapacity: the cost exceeds a bucket's capacity.
+            LimiterUnavailable: the limiter's store cannot be reached.
+        """
+
+    @abc.abstractmethod
+    def settle(self, reservation: Reservation, used: Cost) -> None:
+        """Correct a granted reservation to what the call really ``used``."""
+
+    @abc.abstractmethod
+    def cooldown(self, key: str, seconds: float) -> None:
+        """Hold every caller of ``key`` back for ``seconds`` (a 429's retry-after)."""
+
+    @abc.abstractmethod
+    def observe(self, key: str, headers: Mapping[str, str]) -> None:
+        """Lower our buckets to what the server's rate-limit headers report, never raise them."""
+
+    @abc.abstractmethod
+    def state(self, key: str) -> LimiterState:
+        """The current levels, cooldown and counters of ``key``."""

@@ -1,0 +1,34 @@
+"""A limiter that grants everything at once: for unit tests of the code around it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from workers.ratelimit.backend import Cost, LimiterState, RateLimiter, Reservation
+
+
+class StubLimiter(RateLimiter):
+    """Grants every reservation with no wait and records what it was told."""
+
+    def __init__(self) -> None:
+        self.reserved: list[Reservation] = []
+        self.settled: list[tuple[Reservation, Cost]] = []
+        self.cooldowns: list[tuple[str, float]] = []
+        self.observed: list[tuple[str, dict[str, str]]] = []
+
+    def reserve(self, key: str, cost: Cost) -> Reservation:
+        reservation = Reservation(granted=True, wait_s=0.0, key=key, cost=cost)
+        self.reserved.append(reservation)
+        return reservation
+
+    def settle(self, reservation: Reservation, used: Cost) -> None:
+        self.settled.append((reservation, used))
+
+    def cooldown(self, key: str, seconds: float) -> None:
+        self.cooldowns.append((key, seconds))
+
+    def observe(self, key: str, headers: Mapping[str, str]) -> None:
+        self.observed.append((key, dict(headers)))
+
+    def state(self, key: str) -> LimiterState:
+        return LimiterState(key=key, buckets=(), cooldown_s=0.0, granted=len(self.reserved))
