@@ -44,5 +44,8 @@ fmt: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
+bench: $(STAMP)
+	$(BIN)/python -m bench.limiter
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -6,6 +6,7 @@ from config.celery import celery_config
 from config.settings import (
     DEFAULT_MODEL,
     DEFAULT_REDIS_URL,
+    FamilyLimits,
     Settings,
     SettingsError,
     get_settings,
@@ -15,6 +16,7 @@ from config.settings import (
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_REDIS_URL",
+    "FamilyLimits",
     "Settings",
     "SettingsError",
     "celery_config",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -25,7 +25,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 from pydantic_settings import SettingsError as _SourceError
 
 ENV_PREFIX = "CHORUS_"
@@ -109,6 +114,66 @@ class WorkerSettings(_Section):
         return value
 
 
+class FamilyLimits(_Section):
+    """One model family's rate limits, as Anthropic enforces them per organisation.
+
+    The buckets hold ``burst_s`` seconds' worth of refill: 60 (a minute's
+    worth) is how Anthropic's own buckets behave; less smooths bursts.
+    """
+
+    requests_per_minute: int = Field(4_000, ge=0)
+    input_tokens_per_minute: int = Field(2_000_000, ge=0)
+    output_tokens_per_minute: int = Field(400_000, ge=0)
+    burst_s: float = Field(60.0, gt=0, le=60)
+    # A bucket's capacity set outright, overriding burst_s for that bucket.
+    requests_capacity: int | None = Field(None, ge=0)
+    input_tokens_capacity: int | None = Field(None, ge=0)
+    output_tokens_capacity: int | None = Field(None, ge=0)
+    # The debt bound: the longest wait a reservation may be granted. Beyond
+    # it the caller is refused and told when to ask again.
+    max_wait_s: float = Field(60.0, gt=0)
+
+    def per_minute(self) -> list[int]:
+        """Refill per minute of the requests, input-token and output-token buckets."""
+        return [
+            self.requests_per_minute,
+            self.input_tokens_per_minute,
+            self.output_tokens_per_minute,
+        ]
+
+    def capacities(self) -> list[int]:
+        """Capacity of the requests, input-token and output-token buckets."""
+        explicit = [self.requests_capacity, self.input_tokens_capacity, self.output_tokens_capacity]
+        return [
+            given if given is not None else int(rate * self.burst_s / 60.0)
+            for given, rate in zip(explicit, self.per_minute(), strict=True)
+        ]
+
+
+# Anthropic's published Tier 4 limits (2026): set your own account's with
+# CHORUS_LIMITS__<FAMILY>__... or a [limits.<family>] table in chorus.toml.
+DEFAULT_LIMITS: dict[str, dict[str, int]] = {
+    "default": {
+        "requests_per_minute": 4_000,
+        "input_tokens_per_minute": 2_000_000,
+        "output_tokens_per_minute": 400_000,
+    },
+    "haiku": {
+        "requests_per_minute": 4_000,
+        "input_tokens_per_minute": 4_000_000,
+        "output_tokens_per_minute": 800_000,
+    },
+}
+
+
+class LimiterSettings(_Section):
+    """How the cluster-wide rate limiter works (the limits themselves are ``limits``)."""
+
+    enabled: bool = True
+    # "local": characters / 3.5, free; "count_tokens": exact, one API request more.
+    estimator: Literal["local", "count_tokens"] = "local"
+
+
 class ResultSettings(_Section):
     """How long finished results are kept in Redis."""
 
@@ -145,6 +210,40 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     worker: WorkerSettings = WorkerSettings()
     results: ResultSettings = ResultSettings()
+    limiter: LimiterSettings = LimiterSettings()
+    limits: dict[str, FamilyLimits] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, the file over the defaults.
+        path = os.environ.get("CHORUS_CONFIG_FILE", "chorus.toml")
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path))
+
+    @field_validator("limits", mode="before")
+    @classmethod
+    def _limits_over_defaults(cls, value: Any) -> Any:
+        """Each family's settings over its defaults: naming one number changes one number."""
+        if not isinstance(value, dict):
+            return value
+        merged: dict[str, Any] = {name: dict(v) for name, v in DEFAULT_LIMITS.items()}
+        for name, given in value.items():
+            base = dict(DEFAULT_LIMITS.get(str(name).lower(), DEFAULT_LIMITS["default"]))
+            if isinstance(given, BaseModel):
+                given = given.model_dump(exclude_unset=True)
+            merged[str(name).lower()] = {**base, **given} if isinstance(given, dict) else given
+        return merged
+
+    def limits_for(self, family: str) -> FamilyLimits:
+        """The limits of a model family ("sonnet"), else the "default" ones."""
+        found = self.limits.get(family) or self.limits.get("default")
+        return found or FamilyLimits()
 
     @field_validator("broker_url", "result_url")
     @classmethod

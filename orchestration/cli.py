@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 import click
 from rich.console import Console
@@ -200,6 +201,32 @@ def mock_api_cmd(args: tuple[str, ...]) -> None:
     from localapi.__main__ import main as localapi_main
 
     raise SystemExit(localapi_main(list(args)))
+
+
+@main.command("limits")
+@click.option("--live", is_flag=True, help="Show current levels, waits and cooldowns from Redis.")
+@click.option("--once", is_flag=True, help="With --live: print one snapshot and exit.")
+@click.option("--interval", "interval_s", type=float, default=1.0, show_default=True)
+def limits_cmd(live: bool, once: bool, interval_s: float) -> None:
+    """The rate limits per model family, or (--live) the buckets as they are now."""
+    from orchestration.limits_view import configured_table, live_table
+
+    if not live:
+        console.print(configured_table(load_settings_or_exit()))
+        return
+    settings = with_redis()
+    if once:
+        console.print(live_table(settings))
+        return
+    from rich.live import Live
+
+    with Live(live_table(settings), console=console, refresh_per_second=4) as view:
+        try:
+            while True:
+                time.sleep(interval_s)
+                view.update(live_table(settings))
+        except KeyboardInterrupt:
+            pass
 
 
 @main.command("demo")

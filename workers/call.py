@@ -187,9 +187,7 @@ def _attempt_until_done(
             envelope.usage.input_tokens + envelope.usage.cache_creation_input_tokens,
             envelope.usage.output_tokens,
         )
-        _ignore_limiter_outage(deps.limiter.settle, reservation, used)
-        if reply.limit_headers:
-            _ignore_limiter_outage(deps.limiter.observe, limit_key, reply.limit_headers)
+        _ignore_limiter_outage(deps.limiter.settle, reservation, used, reply.limit_headers)
         return envelope
 
 

@@ -96,6 +96,23 @@ class Provider:
     def close(self) -> None:
         self._client.close()
 
+    def count_tokens(self, request: CallRequest, *, timeout_s: float = 10.0) -> int:
+        """The exact input tokens of ``request``, from the API (one request more).
+
+        Raises:
+            ProviderError: as :meth:`send` does.
+        """
+        params = {k: v for k, v in request.api_params().items() if k in COUNT_TOKENS_PARAMS}
+        try:
+            counted = self._client.messages.count_tokens(**params, timeout=timeout_s)
+        except anthropic.APIStatusError as exc:
+            raise translate_status_error(exc) from exc
+        except anthropic.APITimeoutError as exc:
+            raise ProviderTimeout(f"count_tokens: no answer within {timeout_s:g} s") from exc
+        except anthropic.APIConnectionError as exc:
+            raise ConnectionFailed(f"count_tokens: could not reach the API: {exc}") from exc
+        return int(counted.input_tokens)
+
     def send(self, request: CallRequest, *, timeout_s: float, key: str) -> ProviderReply:
         """Make one attempt.
 
@@ -135,6 +152,17 @@ class Provider:
             latency_ms=latency_ms,
             limit_headers=_limit_headers(response.headers),
         )
+
+
+COUNT_TOKENS_PARAMS = (
+    "messages",
+    "model",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_config",
+)
 
 
 def translate_status_error(exc: anthropic.APIStatusError) -> ProviderError:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 
 from config.settings import Settings, get_settings
 from workers.call import CallDeps
+from workers.errors import ChorusError
+from workers.models import CallRequest
 from workers.provider import Provider
 from workers.ratelimit import build_limiter
 from workers.ratelimit.backend import RateLimiter
@@ -57,6 +60,18 @@ def endpoint_fingerprint(base_url: str | None, api_key: str | None) -> str:
     ).hexdigest()[:12]
 
 
+def counted_or_estimated(provider: Provider) -> Callable[[CallRequest], int]:
+    """Exact counts from the API, the local estimate when counting fails."""
+
+    def count(request: CallRequest) -> int:
+        try:
+            return provider.count_tokens(request)
+        except ChorusError:
+            return estimate_input_tokens(request)
+
+    return count
+
+
 def build_runtime(settings: Settings) -> Runtime:
     client = redis_client(settings.broker_url)
     api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
@@ -82,7 +97,11 @@ def build_runtime(settings: Settings) -> Runtime:
         store=store,
         policy=RetryPolicy.from_settings(settings.retry),
         limit_key=lambda model: limit_key(api_key, model),
-        estimate_input_tokens=estimate_input_tokens,
+        estimate_input_tokens=(
+            counted_or_estimated(provider)
+            if settings.limiter.estimator == "count_tokens"
+            else estimate_input_tokens
+        ),
         request_timeout_s=settings.anthropic.request_timeout_s,
     )
     return Runtime(settings, client, provider, limiter, store, deps, os.getpid())

@@ -43,9 +43,16 @@ class Reservation:
     wait_s: float
     key: str
     cost: Cost
-    # Which bucket decided the wait ("requests", "input_tokens",
+    # Which bucket set the wait ("requests", "input_tokens",
     # "output_tokens", "cooldown"), for the progress display.
     binding: str = ""
+    # When the limiter decided, in microseconds of its own clock (Redis TIME).
+    at_us: int = 0
+
+    @property
+    def slot_us(self) -> int:
+        """When the reserved call may go, on the limiter's clock."""
+        return self.at_us + int(self.wait_s * 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class LimiterState:
     granted: int = 0
     waited_s: float = 0.0
     refused: int = 0
+    cooldowns: int = 0
 
 
 class RateLimiter(abc.ABC):
@@ -81,16 +89,19 @@ class RateLimiter(abc.ABC):
         """
 
     @abc.abstractmethod
-    def settle(self, reservation: Reservation, used: Cost) -> None:
-        """Correct a granted reservation to what the call really ``used``."""
+    def settle(
+        self, reservation: Reservation, used: Cost, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Correct a granted reservation to what the call really ``used``.
+
+        ``headers`` are the response's ``anthropic-ratelimit-*`` headers: a
+        remaining or a limit lower than our own view pulls our buckets down,
+        never up.
+        """
 
     @abc.abstractmethod
     def cooldown(self, key: str, seconds: float) -> None:
         """Hold every caller of ``key`` back for ``seconds`` (a 429's retry-after)."""
-
-    @abc.abstractmethod
-    def observe(self, key: str, headers: Mapping[str, str]) -> None:
-        """Lower our buckets to what the server's rate-limit headers report, never raise them."""
 
     @abc.abstractmethod
     def state(self, key: str) -> LimiterState:

@@ -27,3 +27,8 @@ def api_fingerprint(api_key: str | None) -> str:
 
 def limit_key(api_key: str | None, model: str) -> str:
     return f"{api_fingerprint(api_key)}:{model_family(model)}"
+
+
+def family_of_key(key: str) -> str:
+    """The model family part of a limit key."""
+    return key.rsplit(":", 1)[-1]

@@ -21,14 +21,38 @@ class StubLimiter(RateLimiter):
         self.reserved.append(reservation)
         return reservation
 
-    def settle(self, reservation: Reservation, used: Cost) -> None:
+    def settle(
+        self, reservation: Reservation, used: Cost, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.settled.append((reservation, used))
+        if headers:
+            self.observed.append((reservation.key, dict(headers)))
 
     def cooldown(self, key: str, seconds: float) -> None:
         self.cooldowns.append((key, seconds))
 
-    def observe(self, key: str, headers: Mapping[str, str]) -> None:
-        self.observed.append((key, dict(headers)))
-
     def state(self, key: str) -> LimiterState:
         return LimiterState(key=key, buckets=(), cooldown_s=0.0, granted=len(self.reserved))
+
+
+class UnlimitedLimiter(RateLimiter):
+    """Grants everything and remembers nothing: for ``CHORUS_LIMITER__ENABLED=false``.
+
+    Warning:
+        Nothing holds the cluster to the account's limits then; the API's
+        429s and the retries are all that slow it down.
+    """
+
+    def reserve(self, key: str, cost: Cost) -> Reservation:
+        return Reservation(granted=True, wait_s=0.0, key=key, cost=cost)
+
+    def settle(
+        self, reservation: Reservation, used: Cost, headers: Mapping[str, str] | None = None
+    ) -> None:
+        pass
+
+    def cooldown(self, key: str, seconds: float) -> None:
+        pass
+
+    def state(self, key: str) -> LimiterState:
+        return LimiterState(key=key, buckets=(), cooldown_s=0.0)

@@ -1,0 +1,184 @@
+"""The rate limiter's contract, run against fakeredis (unit) and a real Redis (integration).
+
+fakeredis runs the scripts on Lua 5.4 through lupa; only a real Redis (Lua
+5.1, its own TIME) proves them. Both must pass the same class.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import redis
+
+from config.settings import FamilyLimits
+from workers import keys
+from workers.errors import CostExceedsCapacity
+from workers.ratelimit.backend import Cost
+from workers.ratelimit.backends.redis import RedisLimiter
+
+KEY = "fp0123456789:sonnet"
+SMALL = FamilyLimits(
+    requests_per_minute=60,  # 1 per second
+    input_tokens_per_minute=60_000,
+    output_tokens_per_minute=6_000,  # 100 per second
+    max_wait_s=30,
+)
+
+
+class LimiterContract:
+    """Subclasses provide ``client``: a Redis or a FakeRedis, empty."""
+
+    client: redis.Redis
+
+    def limiter(self, limits: FamilyLimits = SMALL) -> RedisLimiter:
+        return RedisLimiter(self.client, lambda family: limits)
+
+    def test_a_reservation_within_capacity_goes_at_once(self) -> None:
+        reservation = self.limiter().reserve(KEY, Cost(1, 100, 100))
+
+        assert reservation.granted
+        assert reservation.wait_s == 0
+        assert reservation.at_us > 1_700_000_000_000_000  # Redis TIME, in microseconds
+
+    def test_waiters_get_consecutive_slots_spaced_by_the_refill(self) -> None:
+        limiter = self.limiter()
+        for _ in range(60):  # drain the requests bucket
+            assert limiter.reserve(KEY, Cost(1, 0, 0)).wait_s == 0
+
+        waits = [limiter.reserve(KEY, Cost(1, 0, 0)).wait_s for _ in range(3)]
+
+        # One request per second refills: each waiter a second after the last.
+        assert waits[0] == pytest.approx(1.0, abs=0.05)
+        assert waits[1] == pytest.approx(2.0, abs=0.05)
+        assert waits[2] == pytest.approx(3.0, abs=0.05)
+
+    def test_the_binding_bucket_is_named(self) -> None:
+        limiter = self.limiter()
+        limiter.reserve(KEY, Cost(1, 0, 6_000))
+
+        reservation = limiter.reserve(KEY, Cost(1, 0, 500))
+
+        assert reservation.binding == "output_tokens"
+        assert reservation.wait_s == pytest.approx(5.0, abs=0.05)
+
+    def test_a_cost_above_a_buckets_capacity_fails_at_once(self) -> None:
+        with pytest.raises(CostExceedsCapacity) as caught:
+            self.limiter().reserve(KEY, Cost(1, 10, 6_001))
+
+        assert caught.value.bucket == "output_tokens"
+        assert caught.value.capacity == 6_000
+        assert "could never be sent" in str(caught.value)
+
+    def test_a_wait_beyond_the_debt_bound_is_refused_with_when_to_ask_again(self) -> None:
+        limiter = self.limiter()
+        for _ in range(60 + 30):  # capacity, then 30 s of debt
+            assert limiter.reserve(KEY, Cost(1, 0, 0)).granted
+
+        refused = limiter.reserve(KEY, Cost(1, 0, 0))
+
+        assert not refused.granted
+        assert refused.wait_s == pytest.approx(1.0, abs=0.05)
+        assert limiter.state(KEY).refused == 1
+
+    def test_with_no_refill_exactly_the_capacity_is_granted(self) -> None:
+        frozen = FamilyLimits(
+            requests_per_minute=0,
+            input_tokens_per_minute=0,
+            output_tokens_per_minute=0,
+            requests_capacity=5,
+            input_tokens_capacity=1_000,
+            output_tokens_capacity=1_000,
+        )
+        limiter = self.limiter(frozen)
+
+        results = [limiter.reserve(KEY, Cost(1, 1, 1)) for _ in range(8)]
+
+        assert [r.granted for r in results] == [True] * 5 + [False] * 3
+        assert math.isinf(results[-1].wait_s)
+
+    def test_settling_refunds_the_unused_output_tokens(self) -> None:
+        limiter = self.limiter()
+        reservation = limiter.reserve(KEY, Cost(1, 100, 2_000))
+        before = self._level(limiter, "output_tokens")
+
+        limiter.settle(reservation, Cost(1, 100, 300))
+
+        assert self._level(limiter, "output_tokens") == pytest.approx(before + 1_700, abs=5)
+
+    def test_settling_corrects_the_input_estimate_both_ways(self) -> None:
+        limiter = self.limiter()
+        low = limiter.reserve(KEY, Cost(1, 100, 0))
+        start = self._level(limiter, "input_tokens")
+
+        limiter.settle(low, Cost(1, 400, 0))  # we estimated 300 too few
+
+        assert self._level(limiter, "input_tokens") == pytest.approx(start - 300, abs=5)
+
+    def test_a_refund_never_fills_a_bucket_above_its_capacity(self) -> None:
+        limiter = self.limiter()
+        reservation = limiter.reserve(KEY, Cost(1, 0, 10))
+
+        limiter.settle(reservation, Cost(0, 0, -50_000))
+
+        assert self._level(limiter, "output_tokens") <= 6_000
+
+    def test_server_headers_pull_the_buckets_down_never_up(self) -> None:
+        limiter = self.limiter()
+        reservation = limiter.reserve(KEY, Cost(1, 0, 0))
+
+        limiter.settle(
+            reservation,
+            Cost(1, 0, 0),
+            {
+                "anthropic-ratelimit-requests-remaining": "7",
+                "anthropic-ratelimit-output-tokens-remaining": "999999",
+            },
+        )
+
+        assert self._level(limiter, "requests") == pytest.approx(7, abs=0.2)
+        assert self._level(limiter, "output_tokens") == pytest.approx(6_000, abs=5)
+
+    def test_a_lower_server_limit_becomes_ours(self) -> None:
+        limiter = self.limiter()
+        reservation = limiter.reserve(KEY, Cost(1, 0, 0))
+
+        limiter.settle(reservation, Cost(1, 0, 0), {"anthropic-ratelimit-requests-limit": "30"})
+
+        requests = limiter.state(KEY).buckets[0]
+        assert requests.per_minute == 30
+        assert requests.capacity == 30
+
+    def test_a_cooldown_holds_every_caller_back_until_it_ends(self) -> None:
+        first, second = self.limiter(), self.limiter()  # two workers
+
+        first.cooldown(KEY, 4.0)
+        reservation = second.reserve(KEY, Cost(1, 0, 0))
+
+        assert reservation.binding in ("cooldown", "requests")
+        assert reservation.wait_s >= 3.9
+        assert second.state(KEY).cooldowns == 1
+
+    def test_time_is_stored_as_exact_integer_microseconds(self) -> None:
+        self.limiter().reserve(KEY, Cost(1, 0, 0))
+
+        stored = self.client.hget(keys.limit(KEY), "t")
+
+        assert stored is not None
+        assert stored.isdigit(), stored  # "1795505552450590", never "1.7955055524506e+15"
+
+    def test_state_reports_levels_grants_and_waits(self) -> None:
+        limiter = self.limiter()
+        for _ in range(61):
+            limiter.reserve(KEY, Cost(1, 10, 10))
+
+        state = limiter.state(KEY)
+
+        assert state.granted == 61
+        assert state.waited_s == pytest.approx(1.0, abs=0.05)
+        assert [b.bucket for b in state.buckets] == ["requests", "input_tokens", "output_tokens"]
+        assert state.buckets[0].level < 0  # one reservation in debt
+
+    def _level(self, limiter: RedisLimiter, bucket: str) -> float:
+        state = limiter.state(KEY)
+        return next(b.level for b in state.buckets if b.bucket == bucket)

@@ -1,0 +1,51 @@
+-- common.lua: prepended to every limiter script (not a script of its own).
+-- One limit key is one hash:
+--   t          last update, integer microseconds of Redis TIME
+--   r, i, o    levels of the requests, input-token and output-token buckets
+--              (may be negative: debt reserved for callers already told to wait)
+--   c          cooldown: no grant takes effect before this time (microseconds)
+--   lr, li, lo per-minute limits the server reported, when lower than ours
+--   g, x, w, n grants, refusals, total wait granted (us), cooldowns set
+-- Numbers are written with %.17g: Lua's default %.14g would round a
+-- microsecond timestamp (~1.7e15) and over-admit.
+
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+
+local function now_us()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+
+-- ARGV[first..first+2]: capacities; ARGV[first+3..first+5]: per-minute refill.
+-- Returns the hash's fields and, per bucket, the capacity, the refill per
+-- microsecond and the level refilled up to `now`.
+local function load_buckets(key, now, first)
+  local state = redis.call('HMGET', key, 't', 'r', 'i', 'o', 'c', 'lr', 'li', 'lo', 'g', 'x', 'w', 'n')
+  local last = tonumber(state[1]) or now
+  local elapsed = math.max(0, now - last)
+  local caps, rates, levels = {}, {}, {}
+  for b = 1, 3 do
+    local cap = tonumber(ARGV[first + b - 1])
+    local per_minute = tonumber(ARGV[first + b + 2])
+    local server = tonumber(state[5 + b])
+    if server and server < per_minute then
+      -- The server says our limit is lower than configured: believe it.
+      if per_minute > 0 then
+        cap = cap * server / per_minute
+      end
+      per_minute = server
+    end
+    caps[b] = cap
+    rates[b] = per_minute / 60000000
+    local level = tonumber(state[1 + b]) or cap
+    levels[b] = math.min(cap, level + rates[b] * elapsed)
+  end
+  return state, caps, rates, levels
+end
+
+local function save_levels(key, now, levels, ttl_ms)
+  redis.call('HSET', key, 't', fmt(now), 'r', fmt(levels[1]), 'i', fmt(levels[2]), 'o', fmt(levels[3]))
+  redis.call('PEXPIRE', key, ttl_ms)
+end
