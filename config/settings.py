@@ -33,6 +33,8 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as _SourceError
 
+from config.prices import DEFAULT_PRICES, ModelPrice, base_model
+
 ENV_PREFIX = "CHORUS_"
 NESTED_DELIMITER = "__"
 
@@ -212,6 +214,7 @@ class Settings(BaseSettings):
     results: ResultSettings = ResultSettings()
     limiter: LimiterSettings = LimiterSettings()
     limits: dict[str, FamilyLimits] = Field(default_factory=dict)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -239,6 +242,17 @@ class Settings(BaseSettings):
                 given = given.model_dump(exclude_unset=True)
             merged[str(name).lower()] = {**base, **given} if isinstance(given, dict) else given
         return merged
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices_over_defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {**DEFAULT_PRICES, **value}
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        """The price of ``model`` (a dated snapshot priced as its base name), if known."""
+        return self.prices.get(model) or self.prices.get(base_model(model))
 
     def limits_for(self, family: str) -> FamilyLimits:
         """The limits of a model family ("sonnet"), else the "default" ones."""

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 import click
 from rich.console import Console
@@ -13,11 +14,12 @@ from rich.console import Console
 from config.settings import Settings, SettingsError, get_settings
 
 console = Console()
-err = Console(stderr=True)
+# Notices stay one line however narrow the terminal: easier to grep, to copy.
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"chorus: {message}", markup=False, highlight=False)
+    click.echo(f"chorus: {message}", err=True)
     raise SystemExit(code)
 
 
@@ -27,6 +29,18 @@ def load_settings_or_exit() -> Settings:
     except SettingsError as exc:
         fail(f"bad setting: {exc}")
         raise  # unreachable: fail() exits
+
+
+def warn_if_no_worker() -> None:
+    from orchestration.client import workers_online
+
+    if not workers_online(timeout_s=1.0):
+        queue = get_settings().worker.queue
+        err.print(
+            f"chorus: no worker answered; the work is queued on {queue!r} and runs when one "
+            "starts (`chorus worker`)",
+            markup=False,
+        )
 
 
 def with_redis() -> Settings:
@@ -71,13 +85,7 @@ def call_cmd(
     """Enqueue one call, wait for it, print the answer, usage and attempts."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
-    from orchestration.client import (
-        DEFAULT_MAX_TOKENS,
-        request_from_prompt,
-        submit,
-        wait,
-        workers_online,
-    )
+    from orchestration.client import DEFAULT_MAX_TOKENS, request_from_prompt, submit, wait
     from workers.errors import InvalidRequest
 
     settings = with_redis()
@@ -87,12 +95,7 @@ def call_cmd(
         )
     except InvalidRequest as exc:
         fail(f"invalid request: {exc}")
-    if not workers_online(timeout_s=1.0):
-        err.print(
-            "chorus: no worker answered; the call is queued and runs when one starts "
-            "(`chorus worker`)",
-            markup=False,
-        )
+    warn_if_no_worker()
     result = submit(request)
     try:
         envelope = wait(result, timeout_s=timeout_s)
@@ -201,6 +204,200 @@ def mock_api_cmd(args: tuple[str, ...]) -> None:
     from localapi.__main__ import main as localapi_main
 
     raise SystemExit(localapi_main(list(args)))
+
+
+def _pattern_common(fn: Any) -> Any:
+    fn = click.option("--model", help="Claude model for every call.")(fn)
+    fn = click.option("--max-tokens", type=int, default=None, help="Output cap per call.")(fn)
+    fn = click.option(
+        "--min-success",
+        default="0.5",
+        show_default=True,
+        help="Branches that must succeed: a count (2) or a ratio (0.5).",
+    )(fn)
+    fn = click.option("--timeout", "timeout_s", type=float, default=900.0, show_default=True)(fn)
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(fn)
+
+
+def _min_success(value: str) -> int | float:
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        fail(f"--min-success: {value!r} is neither a count nor a ratio")
+        raise
+
+
+def _run_pattern(start: Any, timeout_s: float, as_json: bool) -> None:
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from orchestration.patterns import PatternError
+    from orchestration.report import print_pattern
+    from workers.errors import InvalidRequest
+
+    try:
+        handle = start()
+    except (InvalidRequest, PatternError) as exc:
+        fail(str(exc))
+    warn_if_no_worker()
+    try:
+        result = handle.wait(timeout_s)
+    except CeleryTimeout:
+        progress = handle.progress()
+        fail(f"not done within {timeout_s:g} s ({progress.done}/{progress.total} branches)", 1)
+    if as_json:
+        console.print_json(result.model_dump_json())
+    else:
+        print_pattern(result, console, err)
+    if not result.ok:
+        raise SystemExit(1)
+
+
+def _read_document(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {exc}")
+    if not text.strip():
+        fail(f"{path} is empty")
+    return text
+
+
+@main.command("vote")
+@click.argument("prompt")
+@click.option("-n", "n", type=int, default=5, show_default=True, help="Samples.")
+@click.option("--strategy", type=click.Choice(["majority", "judge"]), default="majority")
+@click.option("--early-stop", is_flag=True, help="Revoke unsent samples once decided.")
+@click.option(
+    "--normalize",
+    type=click.Choice(["text", "exact", "first_line", "number", "choice"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--system", help="System prompt.")
+@_pattern_common
+def vote_cmd(
+    prompt: str,
+    n: int,
+    strategy: str,
+    early_stop: bool,
+    normalize: str,
+    system: str | None,
+    model: str | None,
+    max_tokens: int | None,
+    min_success: str,
+    timeout_s: float,
+    as_json: bool,
+) -> None:
+    """Sample PROMPT n times; print the consensus (or the judge's pick) and the vote table."""
+    from orchestration.client import DEFAULT_MAX_TOKENS, request_from_prompt
+    from orchestration.patterns import Vote
+
+    with_redis()
+
+    def start() -> Any:
+        request = request_from_prompt(
+            prompt, model=model, max_tokens=max_tokens or DEFAULT_MAX_TOKENS, system=system
+        )
+        return Vote(
+            request,
+            n=n,
+            strategy=strategy,  # type: ignore[arg-type]
+            early_stop=early_stop,
+            normalize=normalize,
+            min_success=_min_success(min_success),
+        ).start()
+
+    _run_pattern(start, timeout_s, as_json)
+
+
+ASPECT_PROMPT = "Review the document below for {aspect}. Be specific and brief.\n\n{document}"
+
+
+@main.command("section")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--aspect", "aspects", multiple=True, required=True, help="One section per aspect.")
+@click.option("--merge", type=click.Choice(["concat", "synthesize"]), default="concat")
+@_pattern_common
+def section_cmd(
+    file: str,
+    aspects: tuple[str, ...],
+    merge: str,
+    model: str | None,
+    max_tokens: int | None,
+    min_success: str,
+    timeout_s: float,
+    as_json: bool,
+) -> None:
+    """Review FILE once per --aspect in parallel; merge the sections."""
+    from orchestration.client import DEFAULT_MAX_TOKENS, request_from_prompt
+    from orchestration.patterns import Section
+
+    document = _read_document(file)
+    with_redis()
+
+    def start() -> Any:
+        limit = max_tokens or DEFAULT_MAX_TOKENS
+        requests = {
+            a: request_from_prompt(
+                ASPECT_PROMPT.format(aspect=a, document=document), model=model, max_tokens=limit
+            )
+            for a in dict.fromkeys(aspects)
+        }
+        return Section(
+            requests,
+            merge=merge,  # type: ignore[arg-type]
+            min_success=_min_success(min_success),
+            model=model,
+            max_tokens=limit,
+        ).start()
+
+    _run_pattern(start, timeout_s, as_json)
+
+
+@main.command("fanout")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--aspect", "aspects", multiple=True, required=True, help="One subtask per aspect.")
+@click.option("--synthesize", required=True, help="The instruction for the synthesis call.")
+@_pattern_common
+def fanout_cmd(
+    file: str,
+    aspects: tuple[str, ...],
+    synthesize: str,
+    model: str | None,
+    max_tokens: int | None,
+    min_success: str,
+    timeout_s: float,
+    as_json: bool,
+) -> None:
+    """Research FILE from each --aspect in parallel, then synthesise one answer."""
+    from orchestration.client import DEFAULT_MAX_TOKENS, request_from_prompt
+    from orchestration.patterns import FanOut
+
+    document = _read_document(file)
+    with_redis()
+
+    def start() -> Any:
+        limit = max_tokens or DEFAULT_MAX_TOKENS
+        requests = {
+            a: request_from_prompt(
+                ASPECT_PROMPT.format(aspect=a, document=document), model=model, max_tokens=limit
+            )
+            for a in dict.fromkeys(aspects)
+        }
+        return FanOut(
+            requests,
+            synthesize,
+            min_success=_min_success(min_success),
+            model=model,
+            max_tokens=limit,
+        ).start()
+
+    _run_pattern(start, timeout_s, as_json)
 
 
 @main.command("limits")

@@ -59,20 +59,27 @@ def argsrepr(
 
 
 def call_signature(
-    request: CallRequest, *, batch_id: str | None = None, item_id: str | None = None
+    request: CallRequest,
+    *,
+    batch_id: str | None = None,
+    item_id: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Signature:
     """The ``chorus.call`` task for ``request``, ready for a group or a chord."""
-    payload = request.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    payload = request.model_dump(mode="json", exclude_none=True)
+    args: tuple[Any, ...] = (payload,) if options is None else (payload, options)
     return app.signature(
         CALL_TASK,
-        args=(payload,),
+        args=args,
         argsrepr=argsrepr(request, batch_id=batch_id, item_id=item_id),
         kwargsrepr="{}",
     )
 
 
-def submit(request: CallRequest, **ids: str | None) -> AsyncResult:
-    result: AsyncResult = call_signature(request, **ids).apply_async()
+def submit(
+    request: CallRequest, *, batch_id: str | None = None, item_id: str | None = None
+) -> AsyncResult:
+    result: AsyncResult = call_signature(request, batch_id=batch_id, item_id=item_id).apply_async()
     return result
 
 

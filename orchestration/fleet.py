@@ -27,6 +27,7 @@ def worker_argv(
     name: str,
     concurrency: int | None = None,
     pool: str | None = None,
+    queue: str | None = None,
     loglevel: str = "INFO",
     extra: Sequence[str] = (),
 ) -> list[str]:
@@ -35,7 +36,7 @@ def worker_argv(
         sys.executable, "-m", "celery", "-A", "workers", "worker",
         "--pool", pool or settings.worker.pool,
         "--concurrency", str(concurrency or settings.worker.concurrency),
-        "--queues", settings.worker.queue,
+        "--queues", queue or settings.worker.queue,
         "--hostname", name,
         "--loglevel", loglevel,
         # Gossip and mingle are worker-to-worker chatter on the broker that
@@ -96,13 +97,23 @@ def start_workers(
     extra: Sequence[str] = (),
     fleet: Fleet | None = None,
 ) -> Fleet:
-    """Start ``count`` worker processes with distinct node names."""
+    """Start ``count`` worker processes with distinct node names.
+
+    The queue is ``CHORUS_WORKER__QUEUE`` in ``env`` when given there, else
+    the settings' own.
+    """
     fleet = fleet or Fleet()
     host = socket.gethostname()
     for index in range(1, count + 1):
         name = f"{prefix}{index}@{host}"
         argv = worker_argv(
-            settings, name=name, concurrency=concurrency, pool=pool, loglevel=loglevel, extra=extra
+            settings,
+            name=name,
+            concurrency=concurrency,
+            pool=pool,
+            queue=(env or {}).get("CHORUS_WORKER__QUEUE"),
+            loglevel=loglevel,
+            extra=extra,
         )
         out: int | object = subprocess.DEVNULL
         if log_dir is not None:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from config.prices import ModelPrice
 from workers.errors import (
     ChorusError,
     DeadlineExceeded,
@@ -46,6 +47,11 @@ from workers.store import ResultStore
 CLAIM_POLL_S = 0.2
 
 
+# Asked before a call reserves and again before it sends: an ErrorInfo is a
+# reason not to go (the vote is decided, the batch cancelled), None means go.
+Guard = Callable[[], ErrorInfo | None]
+
+
 class Sender(Protocol):
     def send(self, request: CallRequest, *, timeout_s: float, key: str) -> ProviderReply: ...
 
@@ -61,6 +67,7 @@ class CallDeps:
     limit_key: Callable[[str], str]
     estimate_input_tokens: Callable[[CallRequest], int]
     request_timeout_s: float = 600.0
+    price_for: Callable[[str], ModelPrice | None] = lambda model: None
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
@@ -82,6 +89,7 @@ def execute(
     time_limit_s: float,
     owner: str | None = None,
     delivery: int = 1,
+    guard: Guard | None = None,
 ) -> Envelope:
     """Make the call ``request`` describes; never raises for a failed call."""
     key = request.key()
@@ -102,7 +110,7 @@ def execute(
                 }
             )
     try:
-        envelope = _attempt_until_done(request, key, deps, progress)
+        envelope = _attempt_until_done(request, key, deps, progress, guard)
     finally:
         if deps.store is not None:
             deps.store.release(key, owner)
@@ -143,12 +151,14 @@ def _stored_or_claimed(
 
 
 def _attempt_until_done(
-    request: CallRequest, key: str, deps: CallDeps, progress: _Progress
+    request: CallRequest, key: str, deps: CallDeps, progress: _Progress, guard: Guard | None
 ) -> Envelope:
     limit_key = deps.limit_key(request.model)
     cost = Cost(1, deps.estimate_input_tokens(request), request.max_tokens)
     limiter_failures = 0
     while True:
+        if guard is not None and (stop := guard()) is not None:
+            return Envelope.failure(key, stop)
         try:
             reservation = _reserve(deps, progress, limit_key, cost)
         except LimiterUnavailable as exc:
@@ -162,6 +172,10 @@ def _attempt_until_done(
         except ChorusError as exc:  # CostExceedsCapacity, DeadlineExceeded
             return _failed(key, exc)
 
+        if guard is not None and (stop := guard()) is not None:
+            # Stopped while waiting for its slot: the slot goes back unused.
+            _settle_failed(deps, reservation, refund_all=True)
+            return Envelope.failure(key, stop)
         progress.attempts += 1
         timeout_s = min(deps.request_timeout_s, max(0.001, progress.deadline - deps.clock()))
         try:
@@ -181,7 +195,7 @@ def _attempt_until_done(
             continue
 
         progress.latency_ms = reply.latency_ms
-        envelope = _succeeded(key, reply)
+        envelope = _succeeded(key, reply, deps.price_for)
         used = Cost(
             1,
             envelope.usage.input_tokens + envelope.usage.cache_creation_input_tokens,
@@ -238,11 +252,21 @@ def _failed(key: str, exc: ChorusError, cause: ChorusError | None = None) -> Env
     return Envelope.failure(key, info)
 
 
-def _succeeded(key: str, reply: ProviderReply) -> Envelope:
+def _succeeded(
+    key: str, reply: ProviderReply, price_for: Callable[[str], ModelPrice | None]
+) -> Envelope:
     message = reply.message
     content = message.get("content") or []
     text = "".join(b.get("text", "") for b in content if b.get("type") == "text")
-    usage = message.get("usage") or {}
+    raw = message.get("usage") or {}
+    usage = Usage(
+        input_tokens=raw.get("input_tokens") or 0,
+        output_tokens=raw.get("output_tokens") or 0,
+        cache_creation_input_tokens=raw.get("cache_creation_input_tokens") or 0,
+        cache_read_input_tokens=raw.get("cache_read_input_tokens") or 0,
+    )
+    model = message.get("model")
+    price = price_for(model) if isinstance(model, str) else None
     return Envelope(
         ok=True,
         key=key,
@@ -252,10 +276,6 @@ def _succeeded(key: str, reply: ProviderReply) -> Envelope:
         content=content,
         stop_reason=message.get("stop_reason"),
         stop_sequence=message.get("stop_sequence"),
-        usage=Usage(
-            input_tokens=usage.get("input_tokens") or 0,
-            output_tokens=usage.get("output_tokens") or 0,
-            cache_creation_input_tokens=usage.get("cache_creation_input_tokens") or 0,
-            cache_read_input_tokens=usage.get("cache_read_input_tokens") or 0,
-        ),
+        usage=usage,
+        cost_usd=None if price is None else price.cost_usd(**usage.model_dump()),
     )

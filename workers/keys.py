@@ -47,3 +47,13 @@ def limit_stats(limit_key: str) -> str:
 def limit_index() -> str:
     """The set of limit keys in use, for ``chorus limits --live``."""
     return f"{PREFIX}rl:index"
+
+
+def vote(vote_id: str) -> str:
+    """The running count of a vote's answers (a hash), for early stop."""
+    return f"{PREFIX}vote:{vote_id}"
+
+
+def vote_decided(vote_id: str) -> str:
+    """Set once one answer holds a majority of a vote: later samples are not sent."""
+    return f"{PREFIX}vote:{vote_id}:decided"

@@ -235,6 +235,8 @@ class Envelope(BaseModel):
     stop_reason: str | None = None
     stop_sequence: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    # What this call cost at list price; None when the model's price is unknown.
+    cost_usd: float | None = None
     # Time of the successful (or last) HTTP attempt, and of the whole task.
     latency_ms: float = 0.0
     elapsed_ms: float = 0.0
@@ -248,4 +250,6 @@ class Envelope(BaseModel):
 
     @classmethod
     def failure(cls, key: str, error: ErrorInfo, **fields: Any) -> Envelope:
+        # The API bills no tokens for a call that failed.
+        fields.setdefault("cost_usd", 0.0)
         return cls(ok=False, key=key, error=error, **fields)

@@ -103,6 +103,7 @@ def build_runtime(settings: Settings) -> Runtime:
             else estimate_input_tokens
         ),
         request_timeout_s=settings.anthropic.request_timeout_s,
+        price_for=settings.price_for,
     )
     return Runtime(settings, client, provider, limiter, store, deps, os.getpid())
 
