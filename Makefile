@@ -46,6 +46,7 @@ types: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.limiter
+	$(BIN)/python -m bench.enqueue
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -16,8 +16,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration mapping for these settings."""
     transport_options = {
         "visibility_timeout": int(settings.worker.visibility_timeout_s),
-        # Reconnect instead of failing the first command after a Redis blip.
-        "retry_on_timeout": True,
+        # No retry_on_timeout: kombu only batches publishes into one pipeline
+        # when redis-py will not replay it (a replay would enqueue twice).
+        # Celery's publish retry policy and the consumer's reconnect cover
+        # timeouts instead.
         "health_check_interval": 25,
         # Without these a publish to a Redis that vanished mid-connection
         # waits forever instead of failing and being retried.
@@ -46,7 +48,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_extended": False,
         # Flower watches events; without them it sees no tasks.
         "worker_send_task_events": settings.worker.send_events,
-        "task_send_sent_event": settings.worker.send_events,
+        "task_send_sent_event": settings.worker.send_sent_events,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "enable_utc": True,

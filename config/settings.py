@@ -106,6 +106,10 @@ class WorkerSettings(_Section):
     # Past this many deliveries of one task, the item is dead-lettered.
     max_deliveries: int = Field(3, ge=1, le=100)
     send_events: bool = True
+    # A "task-sent" event per published task lets Flower list tasks still in
+    # the queue, at half the producer's publish rate; off, Flower lists a
+    # task once a worker receives it.
+    send_sent_events: bool = False
 
     @field_validator("pool")
     @classmethod
@@ -176,6 +180,14 @@ class LimiterSettings(_Section):
     estimator: Literal["local", "count_tokens"] = "local"
 
 
+class BatchSettings(_Section):
+    """Batch input."""
+
+    # A longer line is reported and skipped, never read whole. Big enough
+    # for a request carrying a few images.
+    max_line_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+
+
 class ResultSettings(_Section):
     """How long finished results are kept in Redis."""
 
@@ -213,6 +225,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     results: ResultSettings = ResultSettings()
     limiter: LimiterSettings = LimiterSettings()
+    batch: BatchSettings = BatchSettings()
     limits: dict[str, FamilyLimits] = Field(default_factory=dict)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 

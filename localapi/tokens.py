@@ -102,7 +102,7 @@ def count_request_tokens(body: Mapping[str, Any]) -> int:
 
 
 def prompt_text(body: Mapping[str, Any]) -> str:
-    """System text, a newline, then the text of every message joined by newlines.
+    """The system text (if any), then the text of every message, joined by newlines.
 
     Only text counts (strings and text blocks): this is what script rules
     match and what the request log shows.
@@ -122,7 +122,7 @@ def prompt_text(body: Mapping[str, Any]) -> str:
             texts.append(content)
         elif isinstance(content, list):
             texts.extend(_block_texts(content))
-    return head + "\n" + "\n".join(texts)
+    return "\n".join([head, *texts]) if head else "\n".join(texts)
 
 
 def _block_texts(blocks: list[Any]) -> list[str]:

@@ -400,6 +400,240 @@ def fanout_cmd(
     _run_pattern(start, timeout_s, as_json)
 
 
+def _batch(id_or_name: str) -> Any:
+    from orchestration.batch import Batch, BatchNotFound
+
+    try:
+        return Batch.get(id_or_name)
+    except BatchNotFound as exc:
+        fail(str(exc))
+
+
+@main.command("submit")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--template",
+    "template_file",
+    type=click.Path(dir_okay=False),
+    help="A text file with {field} placeholders filled from each item.",
+)
+@click.option("--prompt-field", help="The field holding each item's prompt (default: prompt).")
+@click.option("--model", help="Model for items that name none.")
+@click.option("--max-tokens", type=int, default=None, help="Output cap for items that set none.")
+@click.option("--system", help="System prompt for items that set none.")
+@click.option("--vote", type=int, default=None, help="Sample each item N times; keep the majority.")
+@click.option("--name", help="Name the batch; submitting under the same name resumes it.")
+@click.option(
+    "--max-cost",
+    "max_cost",
+    type=float,
+    default=None,
+    help="Budget in USD: once reached, items not yet sent are skipped.",
+)
+@click.option("--skip-invalid", is_flag=True, help="Enqueue the valid lines, report the rest.")
+@click.option("--wait", "wait_", is_flag=True, help="Follow the batch with a live progress bar.")
+def submit_cmd(
+    file: str,
+    template_file: str | None,
+    prompt_field: str | None,
+    model: str | None,
+    max_tokens: int | None,
+    system: str | None,
+    vote: int | None,
+    name: str | None,
+    max_cost: float | None,
+    skip_invalid: bool,
+    wait_: bool,
+) -> None:
+    """Validate a JSONL FILE, enqueue its items, print the batch id."""
+    from orchestration.batch import Batch, InvalidBatchFile
+    from orchestration.batchfile import BatchInputError
+
+    template = None
+    if template_file is not None:
+        try:
+            with open(template_file, encoding="utf-8") as handle:
+                template = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read the template {template_file}: {exc}")
+    with_redis()
+
+    def created(batch: Any) -> None:
+        report = batch.report
+        verb = "resuming" if report.resumed else "enqueuing"
+        console.print(batch.id, markup=False, highlight=False)
+        err.print(f"chorus: {verb} batch {batch.id}: {report.items:,} items", markup=False)
+
+    try:
+        batch = Batch.submit(
+            file,
+            name=name,
+            prompt_field=prompt_field,
+            template=template,
+            model=model,
+            max_tokens=max_tokens,
+            system=system,
+            vote=vote,
+            skip_invalid=skip_invalid,
+            max_cost_usd=max_cost,
+            on_created=created,
+        )
+    except InvalidBatchFile as exc:
+        fail(str(exc))
+    except BatchInputError as exc:
+        fail(str(exc))
+    report = batch.report
+    if report.invalid_total:
+        err.print(f"chorus: skipped {report.invalid_total} invalid lines:", markup=False)
+        for error in report.invalid[:20]:
+            err.print(f"  {error}", markup=False)
+        if report.invalid_total > 20:
+            err.print(f"  ... and {report.invalid_total - 20} more", markup=False)
+    note = f" ({report.already_answered:,} already had a result)" if report.resumed else ""
+    err.print(f"chorus: {report.enqueued:,} items enqueued{note}", markup=False)
+    warn_if_no_worker()
+    if wait_:
+        _follow(batch)
+
+
+def _follow(batch: Any) -> None:
+    from orchestration.progress import follow, status_table
+
+    status = follow(batch, err)
+    err.print(status_table(status))
+    if status.stalled:
+        raise SystemExit(3)
+
+
+@main.command("wait")
+@click.argument("batch_ref", metavar="BATCH")
+def wait_cmd(batch_ref: str) -> None:
+    """Follow a batch with the live progress bar until it ends."""
+    with_redis()
+    _follow(_batch(batch_ref))
+
+
+@main.command("status")
+@click.argument("batch_ref", metavar="BATCH")
+@click.option("--json", "as_json", is_flag=True)
+def status_cmd(batch_ref: str, as_json: bool) -> None:
+    """A batch's counts, tokens, cost and errors (constant time, whatever its size)."""
+    from orchestration.progress import status_table
+
+    with_redis()
+    status = _batch(batch_ref).progress()
+    if as_json:
+        console.print_json(status.model_dump_json())
+    else:
+        console.print(status_table(status))
+
+
+@main.command("ls")
+@click.option("--limit", type=int, default=20, show_default=True)
+def ls_cmd(limit: int) -> None:
+    """The newest batches."""
+    from rich import box
+    from rich.table import Table
+
+    from orchestration.batch import Batch
+
+    with_redis()
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("batch", "name", "state", "items", "ok", "failed", "cost", "created"):
+        # An id is for copying: never cut it; a long name may wrap.
+        table.add_column(column, no_wrap=column != "name")
+    for status in Batch.recent(limit):
+        created = time.strftime("%m-%d %H:%M", time.localtime(status.created_at or 0))
+        shown = "cancelled" if status.stop == "cancelled" else status.state
+        table.add_row(
+            status.id,
+            status.name or "",
+            shown,
+            f"{status.total:,}",
+            f"{status.count('complete'):,}",
+            f"{status.count('failed'):,}",
+            f"${status.cost_usd:,.4f}",
+            created,
+        )
+    console.print(table)
+
+
+@main.command("results")
+@click.argument("batch_ref", metavar="BATCH")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write here (default stdout)."
+)
+@click.option("--failed", "failed_only", is_flag=True, help="Only the failed items.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["chorus", "batches"]),
+    default="chorus",
+    show_default=True,
+    help="'batches': the Message Batches API's results shape.",
+)
+def results_cmd(batch_ref: str, output: str | None, failed_only: bool, fmt: str) -> None:
+    """One JSON line per input item, in input order."""
+    import json
+
+    with_redis()
+    batch = _batch(batch_ref)
+    if output is not None:
+        written = batch.write_results(output, failed_only=failed_only, fmt=fmt)
+        err.print(f"chorus: wrote {written:,} results to {output}", markup=False)
+        return
+    for record in batch.results(failed_only=failed_only, fmt=fmt):
+        click.echo(json.dumps(record, ensure_ascii=False))
+
+
+@main.command("cancel")
+@click.argument("batch_ref", metavar="BATCH")
+def cancel_cmd(batch_ref: str) -> None:
+    """Stop a batch: items not yet sent are marked cancelled."""
+    with_redis()
+    status = _batch(batch_ref).cancel()
+    err.print(
+        f"chorus: batch {status.id} cancelled; {status.count('pending'):,} pending items will "
+        f"not be sent, {status.active:,} in flight finish",
+        markup=False,
+    )
+
+
+@main.command("retry")
+@click.argument("batch_ref", metavar="BATCH")
+@click.option(
+    "--failed", "failed_only", is_flag=True, required=True, help="Re-run the failed items."
+)
+def retry_cmd(batch_ref: str, failed_only: bool) -> None:
+    """Run a batch's failed items again."""
+    with_redis()
+    count = _batch(batch_ref).retry_failed()
+    err.print(f"chorus: {count:,} failed items enqueued again", markup=False)
+    if count:
+        warn_if_no_worker()
+
+
+@main.command("resume")
+@click.argument("batch_ref", metavar="BATCH")
+def resume_cmd(batch_ref: str) -> None:
+    """Lift a pause (after a 401) and send what never went out."""
+    with_redis()
+    count = _batch(batch_ref).resume()
+    err.print(f"chorus: {count:,} items enqueued again", markup=False)
+    if count:
+        warn_if_no_worker()
+
+
+@main.command("rm")
+@click.argument("batch_ref", metavar="BATCH")
+def rm_cmd(batch_ref: str) -> None:
+    """Delete a batch and its results now (they expire by themselves after a while)."""
+    with_redis()
+    batch = _batch(batch_ref)
+    batch.remove()
+    err.print(f"chorus: batch {batch.id} removed", markup=False)
+
+
 @main.command("limits")
 @click.option("--live", is_flag=True, help="Show current levels, waits and cooldowns from Redis.")
 @click.option("--once", is_flag=True, help="With --live: print one snapshot and exit.")

@@ -20,7 +20,7 @@ import abc
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from celery import chord
 from celery.canvas import Signature
@@ -134,8 +134,11 @@ def _min_success(value: int | float) -> MinSuccess:
         raise PatternError(f"min_success: {exc}") from None
 
 
-def _fan_in(spec: FanInSpec) -> Signature:
-    return app.signature(FAN_IN_TASK, kwargs={"spec": spec.model_dump(mode="json")})
+def _fan_in(spec: FanInSpec, options: dict[str, Any] | None = None) -> Signature:
+    kwargs: dict[str, Any] = {"spec": spec.model_dump(mode="json")}
+    if options:
+        kwargs["options"] = options
+    return app.signature(FAN_IN_TASK, kwargs=kwargs)
 
 
 @dataclass
@@ -190,6 +193,10 @@ class Vote(Pattern):
     normalize: str = "text"
     min_success: int | float = DEFAULT_MIN_SUCCESS
     judge_model: str | None = None
+    # Extra task options: a batch item's vote tells its samples and its fan-in
+    # which item they serve.
+    call_options: dict[str, Any] | None = None
+    fan_in_options: dict[str, Any] | None = None
     kind: Literal["vote"] = field(default="vote", init=False)
 
     def __post_init__(self) -> None:
@@ -206,12 +213,13 @@ class Vote(Pattern):
     def signature(self) -> Signature:
         vote_id = uuid.uuid4().hex
         option = {
+            **(self.call_options or {}),
             "vote": {
                 "id": vote_id,
                 "n": self.n,
                 "normalize": self.normalize,
                 "early_stop": self.early_stop,
-            }
+            },
         }
         header = [
             call_signature(
@@ -233,7 +241,7 @@ class Vote(Pattern):
                 judge_model=self.judge_model or self.request.model,
             ),
         )
-        return chord(header, _fan_in(spec))
+        return chord(header, _fan_in(spec, self.fan_in_options))
 
 
 @dataclass

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from config.prices import ModelPrice
 from workers.errors import (
@@ -47,9 +47,21 @@ from workers.store import ResultStore
 CLAIM_POLL_S = 0.2
 
 
-# Asked before a call reserves and again before it sends: an ErrorInfo is a
-# reason not to go (the vote is decided, the batch cancelled), None means go.
-Guard = Callable[[], ErrorInfo | None]
+# Asked before a call reserves ("reserve") and again before it sends
+# ("send"): an ErrorInfo is a reason not to go (the vote is decided, the
+# batch cancelled or out of budget), None means go.
+Phase = Literal["reserve", "send"]
+Guard = Callable[[Phase], ErrorInfo | None]
+
+
+class Observer(Protocol):
+    """Told when a call waits and when it sends: the batch ledger's running states."""
+
+    def waiting(
+        self, kind: Literal["rate_limit", "retry"], seconds: float, reason: str
+    ) -> None: ...
+
+    def sending(self) -> None: ...
 
 
 class Sender(Protocol):
@@ -90,6 +102,7 @@ def execute(
     owner: str | None = None,
     delivery: int = 1,
     guard: Guard | None = None,
+    observer: Observer | None = None,
 ) -> Envelope:
     """Make the call ``request`` describes; never raises for a failed call."""
     key = request.key()
@@ -110,7 +123,7 @@ def execute(
                 }
             )
     try:
-        envelope = _attempt_until_done(request, key, deps, progress, guard)
+        envelope = _attempt_until_done(request, key, deps, progress, guard, observer)
     finally:
         if deps.store is not None:
             deps.store.release(key, owner)
@@ -151,16 +164,21 @@ def _stored_or_claimed(
 
 
 def _attempt_until_done(
-    request: CallRequest, key: str, deps: CallDeps, progress: _Progress, guard: Guard | None
+    request: CallRequest,
+    key: str,
+    deps: CallDeps,
+    progress: _Progress,
+    guard: Guard | None,
+    observer: Observer | None,
 ) -> Envelope:
     limit_key = deps.limit_key(request.model)
     cost = Cost(1, deps.estimate_input_tokens(request), request.max_tokens)
     limiter_failures = 0
     while True:
-        if guard is not None and (stop := guard()) is not None:
+        if guard is not None and (stop := guard("reserve")) is not None:
             return Envelope.failure(key, stop)
         try:
-            reservation = _reserve(deps, progress, limit_key, cost)
+            reservation = _reserve(deps, progress, limit_key, cost, observer)
         except LimiterUnavailable as exc:
             # Fail closed: never send unthrottled. Back off and ask again.
             limiter_failures += 1
@@ -172,10 +190,12 @@ def _attempt_until_done(
         except ChorusError as exc:  # CostExceedsCapacity, DeadlineExceeded
             return _failed(key, exc)
 
-        if guard is not None and (stop := guard()) is not None:
+        if guard is not None and (stop := guard("send")) is not None:
             # Stopped while waiting for its slot: the slot goes back unused.
             _settle_failed(deps, reservation, refund_all=True)
             return Envelope.failure(key, stop)
+        if observer is not None:
+            observer.sending()
         progress.attempts += 1
         timeout_s = min(deps.request_timeout_s, max(0.001, progress.deadline - deps.clock()))
         try:
@@ -191,6 +211,8 @@ def _attempt_until_done(
                 return _failed(key, exc)
             if not _fits(deps, progress, retry_in):
                 return _failed(key, DeadlineExceeded(f"{exc.message}; no time left to retry"), exc)
+            if observer is not None:
+                observer.waiting("retry", retry_in, exc.type)
             _wait(deps, progress, retry_in)
             continue
 
@@ -205,7 +227,13 @@ def _attempt_until_done(
         return envelope
 
 
-def _reserve(deps: CallDeps, progress: _Progress, limit_key: str, cost: Cost) -> Reservation:
+def _reserve(
+    deps: CallDeps,
+    progress: _Progress,
+    limit_key: str,
+    cost: Cost,
+    observer: Observer | None,
+) -> Reservation:
     """A granted reservation, its wait already slept."""
     while True:
         reservation = deps.limiter.reserve(limit_key, cost)
@@ -216,6 +244,8 @@ def _reserve(deps: CallDeps, progress: _Progress, limit_key: str, cost: Cost) ->
                 f"the rate limit asks for a {reservation.wait_s:.1f} s wait "
                 "and the task's time limit would pass first"
             )
+        if observer is not None and reservation.wait_s > 0:
+            observer.waiting("rate_limit", reservation.wait_s, reservation.binding)
         _wait(deps, progress, reservation.wait_s)
         if reservation.granted:
             return reservation

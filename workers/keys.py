@@ -57,3 +57,52 @@ def vote(vote_id: str) -> str:
 def vote_decided(vote_id: str) -> str:
     """Set once one answer holds a majority of a vote: later samples are not sent."""
     return f"{PREFIX}vote:{vote_id}:decided"
+
+
+# Batches. Every key of one batch carries the same {hash tag}, so a Redis
+# Cluster keeps them on one slot and the ledger's scripts can touch them all.
+
+
+def batch(batch_id: str) -> str:
+    """A batch's meta and counters (a hash): constant-time status."""
+    return f"{PREFIX}batch:{{{batch_id}}}"
+
+
+def batch_items(batch_id: str) -> str:
+    """Each item's state, one letter per index (a hash)."""
+    return f"{PREFIX}batch:{{{batch_id}}}:items"
+
+
+def batch_results(batch_id: str) -> str:
+    """Each ended item's result, JSON per index (a hash)."""
+    return f"{PREFIX}batch:{{{batch_id}}}:results"
+
+
+def batch_ids(batch_id: str) -> str:
+    """The items' ids in input order (a list)."""
+    return f"{PREFIX}batch:{{{batch_id}}}:ids"
+
+
+def batch_requests(batch_id: str) -> str:
+    """Each item's request, JSON per index (a hash): retry and resume need no input file."""
+    return f"{PREFIX}batch:{{{batch_id}}}:requests"
+
+
+def batch_keys(batch_id: str) -> list[str]:
+    return [
+        batch(batch_id),
+        batch_items(batch_id),
+        batch_results(batch_id),
+        batch_ids(batch_id),
+        batch_requests(batch_id),
+    ]
+
+
+def batch_index() -> str:
+    """Every batch by creation time (a sorted set), for ``chorus ls``."""
+    return f"{PREFIX}batches"
+
+
+def batch_names() -> str:
+    """Batch names to ids (a hash): a name given again resumes its batch."""
+    return f"{PREFIX}batch-names"

@@ -18,6 +18,7 @@ import redis
 from config.settings import Settings, get_settings
 from workers.call import CallDeps
 from workers.errors import ChorusError
+from workers.ledger import Ledger
 from workers.models import CallRequest
 from workers.provider import Provider
 from workers.ratelimit import build_limiter
@@ -35,6 +36,7 @@ class Runtime:
     provider: Provider
     limiter: RateLimiter
     store: ResultStore
+    ledger: Ledger
     deps: CallDeps
     pid: int
 
@@ -105,7 +107,8 @@ def build_runtime(settings: Settings) -> Runtime:
         request_timeout_s=settings.anthropic.request_timeout_s,
         price_for=settings.price_for,
     )
-    return Runtime(settings, client, provider, limiter, store, deps, os.getpid())
+    ledger = Ledger(client, expires_s=settings.results.expires_s)
+    return Runtime(settings, client, provider, limiter, store, ledger, deps, os.getpid())
 
 
 def get_runtime() -> Runtime:

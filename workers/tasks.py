@@ -14,9 +14,10 @@ from celery import Task
 from pydantic import BaseModel, ValidationError
 
 from workers.app import app
-from workers.call import Guard, execute
+from workers.call import Guard, Phase, execute
 from workers.fanin.combine import FanInSpec, fan_in
 from workers.fanin.voting import VoteBoard, normalize
+from workers.items import BatchOption, finish_pattern_item, run_item
 from workers.models import CallRequest, Envelope, ErrorInfo
 from workers.runtime import Runtime, get_runtime
 from workers.validation import describe_validation_error
@@ -31,6 +32,11 @@ class VoteOption(BaseModel):
     n: int
     normalize: str = "text"
     early_stop: bool = False
+
+
+class TaskOptions(BaseModel):
+    vote: VoteOption | None = None
+    batch: BatchOption | None = None
 
 
 REVOKED = ErrorInfo(
@@ -80,32 +86,44 @@ def call(
     if delivery > runtime.settings.worker.max_deliveries:
         return _dead_letter(self.request.id, parsed.key(), delivery).model_dump(mode="json")
 
-    raw_vote = (options or {}).get("vote")
-    vote = VoteOption.model_validate(raw_vote) if raw_vote else None
+    opts = TaskOptions.model_validate(options or {})
+    vote = opts.vote
     guard: Guard | None = None
     board = VoteBoard(runtime.redis) if vote is not None and vote.early_stop else None
     if board is not None and vote is not None:
         vote_id = vote.id
 
-        def guard() -> ErrorInfo | None:
+        def guard(phase: Phase) -> ErrorInfo | None:
             return REVOKED if board.decided(vote_id) else None
 
-    envelope = execute(
-        parsed,
-        runtime.deps,
-        time_limit_s=runtime.settings.worker.task_time_limit_s,
-        owner=self.request.id,
-        delivery=delivery,
-        guard=guard,
-    )
+    limits = {
+        "time_limit_s": runtime.settings.worker.task_time_limit_s,
+        "owner": self.request.id,
+        "delivery": delivery,
+    }
+    if opts.batch is not None:
+        outcome = run_item(
+            parsed, opts.batch, runtime.ledger, runtime.deps, extra_guard=guard, **limits
+        )
+        envelope = outcome or Envelope.failure(
+            parsed.key(), ErrorInfo(type="duplicate", message="the item had already ended")
+        )
+    else:
+        envelope = execute(parsed, runtime.deps, guard=guard, **limits)
     if board is not None and vote is not None and envelope.ok:
         board.record(vote.id, vote.n, normalize(envelope.text, vote.normalize))
     return envelope.model_dump(mode="json")
 
 
 @app.task(name="chorus.fan_in", bind=True)
-def fan_in_task(self: Task, results: list[Any], spec: dict[str, Any]) -> dict[str, Any]:
-    """Combine a chord's branch results into one pattern result."""
+def fan_in_task(
+    self: Task, results: list[Any], spec: dict[str, Any], options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Combine a chord's branch results into one pattern result.
+
+    With ``{"batch": ...}`` in ``options`` the pattern is one batch item
+    (``--vote``): its result ends that item in the ledger.
+    """
     runtime = get_runtime()
     delivery = _delivery(self, runtime)
     parsed = FanInSpec.model_validate(spec)
@@ -121,4 +139,8 @@ def fan_in_task(self: Task, results: list[Any], spec: dict[str, Any]) -> dict[st
             delivery=delivery,
         )
 
-    return fan_in(results, parsed, make_call).model_dump(mode="json")
+    result = fan_in(results, parsed, make_call)
+    batch = TaskOptions.model_validate(options or {}).batch
+    if batch is not None:
+        finish_pattern_item(runtime.ledger, batch, result)
+    return result.model_dump(mode="json")

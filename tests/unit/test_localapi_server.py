@@ -365,7 +365,7 @@ def test_the_log_records_each_call_and_filters_on_the_prompt(server: LocalAPISer
     assert len(found) == 1
     entry = found[0]
     assert entry["key"] == "k1"
-    assert entry["prompt"].startswith("\nneedle") and len(entry["prompt"]) == 200
+    assert entry["prompt"].startswith("needle") and len(entry["prompt"]) == 200
     assert entry["t"] <= entry["t_end"]
     assert (entry["fault"], entry["scripted"]) == (None, False)
     assert entry["input_tokens"] > 0 and entry["output_tokens"] > 0

@@ -88,4 +88,4 @@ def test_the_prompt_text_is_system_then_every_message_text_on_its_own_line() -> 
         ],
     }
     assert prompt_text(body) == "S1\nS2\nfirst\nsecond"
-    assert prompt_text({"messages": [{"role": "user", "content": "x"}]}) == "\nx"
+    assert prompt_text({"messages": [{"role": "user", "content": "x"}]}) == "x"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -59,7 +59,7 @@ class LuaScript:
         self._source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def __call__(self, keys: list[str], args: list[int | str]) -> Any:
+    def __call__(self, keys: Sequence[str], args: Sequence[int | str]) -> Any:
         try:
             return self._redis.execute_command(  # type: ignore[no-untyped-call]
                 "EVALSHA", self.sha, len(keys), *keys, *args

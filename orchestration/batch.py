@@ -1,0 +1,527 @@
+"""Batches from producer scripts: submit a JSONL file, follow it, collect the results.
+
+>>> batch = Batch.submit("items.jsonl", name="reviews-2026-11", max_cost_usd=5.0)
+>>> batch.wait(on_progress=print)
+>>> for record in batch.results():
+...     print(record["id"], record["ok"], record["text"][:40])
+
+Submitting reads the file twice and never holds it: the first pass validates
+every line (nothing is enqueued while any line is invalid, unless
+``skip_invalid``), the second enqueues in chunks, writing the ledger first and
+then publishing the chunk's tasks through one pipelined producer.
+
+Submitting the same file under the same ``name`` again resumes that batch:
+only items without a result are enqueued, and those already answered are not
+paid for again. Without a name every submit is a new batch, yet identical
+calls are still answered from the result store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+
+from config.settings import Settings, get_settings
+from orchestration.batchfile import (
+    BatchInputError,
+    InputSpec,
+    Item,
+    LineError,
+    items_from_objects,
+    read_items,
+)
+from orchestration.client import argsrepr
+from workers import keys
+from workers.app import app
+from workers.ledger import BatchStatus, Ledger, as_text
+from workers.models import CallRequest
+from workers.runtime import redis_client
+
+CHUNK = 500
+ERRORS_KEPT = 1000
+Source = str | Path | Sequence[Mapping[str, Any]]
+ResultFormat = Literal["chorus", "batches"]
+
+
+class InvalidBatchFile(BatchInputError):
+    """Raised when lines of a batch are invalid and ``skip_invalid`` was not asked for."""
+
+    def __init__(self, errors: list[LineError], total_errors: int, lines: int) -> None:
+        shown = "\n".join(f"  {e}" for e in errors[:20])
+        more = f"\n  ... and {total_errors - 20} more" if total_errors > 20 else ""
+        super().__init__(
+            f"{total_errors} of {lines} lines are invalid; nothing was enqueued:\n{shown}{more}"
+        )
+        self.errors = errors
+        self.total_errors = total_errors
+        self.lines = lines
+
+
+class BatchNotFound(LookupError):
+    """Raised when no batch has that id or name (or it has expired)."""
+
+
+@dataclass
+class SubmitReport:
+    items: int = 0
+    enqueued: int = 0
+    already_answered: int = 0
+    invalid: list[LineError] = field(default_factory=list)
+    invalid_total: int = 0
+    resumed: bool = False
+
+
+def _ledger(settings: Settings) -> Ledger:
+    return Ledger(redis_client(settings.broker_url), expires_s=settings.results.expires_s)
+
+
+def _source_items(source: Source, spec: InputSpec) -> Iterator[Item | LineError]:
+    if isinstance(source, str | Path):
+        return read_items(source, spec)
+    return items_from_objects(source, spec)
+
+
+class Batch:
+    """A batch in the ledger."""
+
+    def __init__(self, batch_id: str, *, ledger: Ledger | None = None) -> None:
+        self.id = batch_id
+        self.ledger = ledger or _ledger(get_settings())
+        self.report = SubmitReport()
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.ledger.redis
+
+    # --- finding batches ----------------------------------------------------
+
+    @classmethod
+    def get(cls, id_or_name: str) -> Batch:
+        """The batch with this id or name.
+
+        Raises:
+            BatchNotFound: none, or it expired.
+        """
+        ledger = _ledger(get_settings())
+        client = ledger.redis
+        batch_id = id_or_name
+        if not client.exists(keys.batch(batch_id)):
+            named = client.hget(keys.batch_names(), id_or_name)
+            if named is None or not client.exists(keys.batch(as_text(named))):
+                raise BatchNotFound(f"no batch {id_or_name!r} (its results may have expired)")
+            batch_id = as_text(named)
+        return cls(batch_id, ledger=ledger)
+
+    @classmethod
+    def recent(cls, limit: int = 50) -> list[BatchStatus]:
+        """The newest batches first."""
+        ledger = _ledger(get_settings())
+        client = ledger.redis
+        found: list[BatchStatus] = []
+        gone: list[Any] = []
+        for raw in client.zrevrange(keys.batch_index(), 0, limit * 2):
+            status = ledger.status(as_text(raw))
+            if status is None:
+                gone.append(raw)
+            elif len(found) < limit:
+                found.append(status)
+        if gone:
+            client.zrem(keys.batch_index(), *gone)
+        return found
+
+    # --- submitting --------------------------------------------------------
+
+    @classmethod
+    def submit(
+        cls,
+        source: Source,
+        *,
+        name: str | None = None,
+        prompt_field: str | None = None,
+        template: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        system: str | None = None,
+        vote: int | None = None,
+        skip_invalid: bool = False,
+        max_cost_usd: float | None = None,
+        max_line_bytes: int | None = None,
+        on_created: Callable[[Batch], None] | None = None,
+        on_enqueued: Callable[[int, int], None] | None = None,
+    ) -> Batch:
+        """Validate ``source`` (a JSONL path, or item dicts), then enqueue its items.
+
+        Raises:
+            InvalidBatchFile: lines are invalid (nothing enqueued), unless ``skip_invalid``.
+            BatchInputError: the source cannot be read or used at all.
+        """
+        settings = get_settings()
+        if prompt_field is not None and template is not None:
+            raise BatchInputError("give --prompt-field or --template, not both")
+        if vote is not None and vote < 2:
+            raise BatchInputError("vote: at least 2 samples per item")
+        if max_cost_usd is not None and max_cost_usd <= 0:
+            raise BatchInputError("max cost: must be more than 0 USD")
+        spec = InputSpec(
+            prompt_field=prompt_field,
+            template=template,
+            model=model or settings.anthropic.default_model,
+            max_tokens=max_tokens,
+            system=system,
+            max_line_bytes=max_line_bytes or settings.batch.max_line_bytes,
+        )
+        report = _validate(source, spec)
+        if report.invalid_total and not skip_invalid:
+            raise InvalidBatchFile(
+                report.invalid, report.invalid_total, report.items + report.invalid_total
+            )
+        if report.items == 0:
+            raise BatchInputError(
+                "no items to run: the input is empty"
+                + (
+                    f" once {report.invalid_total} invalid lines are skipped"
+                    if report.invalid_total
+                    else ""
+                )
+            )
+        if max_cost_usd is not None and settings.price_for(spec.model) is None:
+            raise BatchInputError(
+                f"max cost: no price is known for {spec.model}, so the budget cannot be held; "
+                "add one with CHORUS_PRICES__..."
+            )
+
+        ledger = _ledger(settings)
+        batch = cls(_resolve_id(ledger.redis, name), ledger=ledger)
+        batch.report = report
+        report.resumed = batch._exists()
+        if report.resumed:
+            status = batch.progress()
+            if status.total != report.items:
+                raise BatchInputError(
+                    f"batch {name!r} has {status.total} items but this input has {report.items}; "
+                    "submit it under a new --name"
+                )
+        batch._create_or_reopen(name, source, report.items, max_cost_usd, spec.model)
+        if on_created is not None:
+            on_created(batch)
+        batch._enqueue(_source_items(source, spec), vote=vote, on_enqueued=on_enqueued)
+        return batch
+
+    def _exists(self) -> bool:
+        return bool(self.redis.exists(keys.batch(self.id)))
+
+    def _create_or_reopen(
+        self, name: str | None, source: Source, total: int, max_cost: float | None, model: str
+    ) -> None:
+        now_ms = int(time.time() * 1000)
+        # Any keys: redis-py types a mapping's keys as every encodable type at once.
+        meta: dict[Any, str | int] = {"state": "enqueuing", "model": model}
+        if max_cost is not None:
+            meta["max_cost_micros"] = round(max_cost * 1_000_000)
+        if self.report.resumed:
+            # A fresh submit means "go": whatever stopped the batch is lifted.
+            self.redis.hdel(keys.batch(self.id), "stop", "pause_message", "ended_at")
+            for key in keys.batch_keys(self.id):
+                self.redis.persist(key)
+            self.redis.hset(keys.batch(self.id), mapping=meta)
+            return
+        meta.update(
+            {
+                "name": name or "",
+                "source": str(source) if isinstance(source, str | Path) else "(items in code)",
+                "total": total,
+                "enqueued": 0,
+                "created_at": now_ms,
+            }
+        )
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(keys.batch(self.id), mapping=meta)
+        pipe.zadd(keys.batch_index(), {self.id: now_ms})
+        if name:
+            pipe.hset(keys.batch_names(), name, self.id)
+        pipe.execute()
+
+    def _enqueue(
+        self,
+        items: Iterator[Item | LineError],
+        *,
+        vote: int | None,
+        on_enqueued: Callable[[int, int], None] | None,
+    ) -> None:
+        resumed = self.report.resumed
+        already = int(self.redis.hget(keys.batch(self.id), "enqueued") or 0)
+        index = 0
+        chunk: list[tuple[int, Item]] = []
+        for item in items:
+            if isinstance(item, LineError):
+                continue
+            chunk.append((index, item))
+            index += 1
+            if len(chunk) == CHUNK:
+                self._enqueue_chunk(chunk, vote, resumed, already)
+                chunk = []
+                if on_enqueued is not None:
+                    on_enqueued(index, self.report.items)
+        if chunk:
+            self._enqueue_chunk(chunk, vote, resumed, already)
+            if on_enqueued is not None:
+                on_enqueued(index, self.report.items)
+        self.ledger.enqueued(self.id)
+        self._done_if_nothing_left()
+
+    def _enqueue_chunk(
+        self, chunk: list[tuple[int, Item]], vote: int | None, resumed: bool, already: int
+    ) -> None:
+        batch_key, items_key = keys.batch(self.id), keys.batch_items(self.id)
+        indexes = [i for i, _ in chunk]
+        states = self.redis.hmget(items_key, indexes) if resumed else [None] * len(chunk)
+        to_send: list[tuple[int, Item]] = []
+        pipe = self.redis.pipeline(transaction=False)
+        for (index, item), raw_state in zip(chunk, states, strict=True):
+            state = as_text(raw_state) if raw_state else None
+            if resumed and not _needs_sending(state, index, already):
+                self.report.already_answered += state in ("c", "f")
+                continue
+            if not resumed:
+                pipe.rpush(keys.batch_ids(self.id), item.id)
+            pipe.hset(keys.batch_requests(self.id), index, _stored_request(item, vote))
+            to_send.append((index, item))
+        if not resumed and to_send:
+            pipe.hset(items_key, mapping={i: "p" for i, _ in to_send})
+            pipe.hincrby(batch_key, "n:p", len(to_send))
+        pipe.execute()
+        if resumed:
+            self.ledger.reopen(self.id, [i for i, _ in to_send])
+        self._publish([(i, item.id, item.request) for i, item in to_send], vote)
+        if not resumed:
+            self.redis.hincrby(batch_key, "enqueued", len(chunk))
+        self.report.enqueued += len(to_send)
+
+    def _publish(self, items: Sequence[tuple[int, str, CallRequest]], vote: int | None) -> None:
+        if not items:
+            return
+        if vote is not None:
+            from orchestration.patterns import Vote
+
+            for index, item_id, request in items:
+                option = {"id": self.id, "index": index, "item": item_id}
+                Vote(
+                    request,
+                    n=vote,
+                    call_options={"batch": {**option, "part": True}},
+                    fan_in_options={"batch": option},
+                ).start()
+            return
+        with app.producer_or_acquire() as producer, producer.batch(CHUNK):
+            for index, item_id, request in items:
+                app.signature(
+                    "chorus.call",
+                    args=(
+                        request.model_dump(mode="json", exclude_none=True),
+                        {"batch": {"id": self.id, "index": index, "item": item_id}},
+                    ),
+                    argsrepr=argsrepr(request, batch_id=self.id, item_id=item_id),
+                    kwargsrepr="{}",
+                ).apply_async(producer=producer, ignore_result=True)
+
+    def _done_if_nothing_left(self) -> None:
+        status = self.progress()
+        if status.ended == status.total and status.state != "done":
+            self.redis.hset(
+                keys.batch(self.id), mapping={"state": "done", "ended_at": int(time.time() * 1000)}
+            )
+
+    # --- following ---------------------------------------------------------
+
+    def progress(self) -> BatchStatus:
+        """The batch's counts now: one read, whatever its size.
+
+        Raises:
+            BatchNotFound: the batch expired or was removed.
+        """
+        status = self.ledger.status(self.id)
+        if status is None:
+            raise BatchNotFound(f"no batch {self.id!r} (its results may have expired)")
+        return status
+
+    def wait(
+        self,
+        timeout_s: float | None = None,
+        *,
+        poll_s: float = 0.5,
+        on_progress: Callable[[BatchStatus], None] | None = None,
+    ) -> BatchStatus:
+        """Block until every item ended, or the batch is paused with nothing in work.
+
+        Raises:
+            TimeoutError: neither within ``timeout_s``.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            status = self.progress()
+            if on_progress is not None:
+                on_progress(status)
+            if status.finished or status.stalled:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"batch {self.id} not done within {timeout_s:g} s")
+            time.sleep(poll_s)
+
+    # --- results -----------------------------------------------------------
+
+    def results(
+        self, *, failed_only: bool = False, fmt: ResultFormat = "chorus"
+    ) -> Iterator[dict[str, Any]]:
+        """One record per input item, in input order, read in chunks.
+
+        In chorus's format every item has a record (``state`` says where an
+        unfinished one is); in the Message Batches format only ended items do,
+        as the Batches API writes results only for ended requests.
+        """
+        from orchestration.result_formats import as_batches_result
+
+        total = int(self.redis.llen(keys.batch_ids(self.id)))
+        for start in range(0, total, 1000):
+            ids = self.redis.lrange(keys.batch_ids(self.id), start, start + 999)
+            indexes = list(range(start, start + len(ids)))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hmget(keys.batch_results(self.id), indexes)
+            pipe.hmget(keys.batch_items(self.id), indexes)
+            results, states = pipe.execute()
+            for raw_id, raw, raw_state in zip(ids, results, states, strict=True):
+                state = as_text(raw_state) if raw_state else "p"
+                if failed_only and state != "f":
+                    continue
+                record = _record(as_text(raw_id), raw, state)
+                if fmt == "batches":
+                    converted = as_batches_result(record, state)
+                    if converted is not None:
+                        yield converted
+                else:
+                    yield record
+
+    def write_results(
+        self, path: str | Path, *, failed_only: bool = False, fmt: ResultFormat = "chorus"
+    ) -> int:
+        """Write :meth:`results` as JSONL to ``path``; returns the lines written."""
+        written = 0
+        with open(path, "w", encoding="utf-8") as out:
+            for record in self.results(failed_only=failed_only, fmt=fmt):
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+        return written
+
+    # --- control -----------------------------------------------------------
+
+    def cancel(self) -> BatchStatus:
+        """Stop sending: pending items are marked cancelled as workers reach them."""
+        status = self.progress()
+        if not status.finished:
+            self.redis.hset(
+                keys.batch(self.id), mapping={"stop": "cancelled", "state": "cancelled"}
+            )
+        return self.progress()
+
+    def retry_failed(self) -> int:
+        """Enqueue the failed items again; returns how many."""
+        return self._resend({"f"})
+
+    def resume(self) -> int:
+        """Lift a pause and send what never went out: paused items and unpublished ones."""
+        self.redis.hdel(keys.batch(self.id), "stop", "pause_message")
+        status = self.progress()
+        if status.state in ("paused", "cancelled"):
+            self.redis.hset(keys.batch(self.id), "state", "running")
+        return self._resend({"z", "x", "b"}, unpublished_from=status.enqueued)
+
+    def remove(self) -> None:
+        """Delete the batch and its results now."""
+        status = self.ledger.status(self.id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(*keys.batch_keys(self.id))
+        pipe.zrem(keys.batch_index(), self.id)
+        if status is not None and status.name:
+            pipe.hdel(keys.batch_names(), status.name)
+        pipe.execute()
+
+    def _resend(self, states: set[str], unpublished_from: int | None = None) -> int:
+        chosen: list[int] = []
+        for raw_index, raw_state in self.redis.hscan_iter(keys.batch_items(self.id), count=1000):
+            index = int(raw_index)
+            state = as_text(raw_state)
+            if state in states or (
+                unpublished_from is not None and state == "p" and index >= unpublished_from
+            ):
+                chosen.append(index)
+        chosen.sort()
+        ids = self.redis.lrange(keys.batch_ids(self.id), 0, -1) if chosen else []
+        for start in range(0, len(chosen), CHUNK):
+            part = chosen[start : start + CHUNK]
+            raws = self.redis.hmget(keys.batch_requests(self.id), part)
+            self.ledger.reopen(self.id, part)
+            plain: list[tuple[int, str, CallRequest]] = []
+            for index, raw in zip(part, raws, strict=True):
+                if raw is None:
+                    continue  # its request expired with the batch's other keys
+                stored = json.loads(raw)
+                request = CallRequest.model_validate(stored["request"])
+                item = (index, as_text(ids[index]), request)
+                if stored.get("vote"):
+                    self._publish([item], stored["vote"])
+                else:
+                    plain.append(item)
+            self._publish(plain, None)
+        return len(chosen)
+
+
+def _needs_sending(state: str | None, index: int, enqueued: int) -> bool:
+    """On a resubmit: does this item still need a call?"""
+    if state in (None, "z", "x", "b"):
+        return True
+    # Pending below the enqueued mark: its message is in the queue already.
+    return state == "p" and index >= enqueued
+
+
+def _stored_request(item: Item, vote: int | None) -> str:
+    body: dict[str, Any] = {"request": item.request.model_dump(mode="json", exclude_none=True)}
+    if vote is not None:
+        body["vote"] = vote
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _record(item_id: str, raw: bytes | None, state: str) -> dict[str, Any]:
+    from workers.ledger import STATE_NAMES
+
+    if raw is None:
+        return {"id": item_id, "ok": False, "state": STATE_NAMES.get(state, state), "text": None,
+                "usage": None, "error": None}  # fmt: skip
+    record: dict[str, Any] = json.loads(raw)
+    record["state"] = STATE_NAMES.get(state, state)
+    return record
+
+
+def _resolve_id(client: redis.Redis, name: str | None) -> str:
+    if name:
+        existing = client.hget(keys.batch_names(), name)
+        if existing is not None and client.exists(keys.batch(as_text(existing))):
+            return str(as_text(existing))
+    return "b-" + uuid.uuid4().hex[:12]
+
+
+def _validate(source: Source, spec: InputSpec) -> SubmitReport:
+    report = SubmitReport()
+    for entry in _source_items(source, spec):
+        if isinstance(entry, LineError):
+            report.invalid_total += 1
+            if len(report.invalid) < ERRORS_KEPT:
+                report.invalid.append(entry)
+        else:
+            report.items += 1
+    return report

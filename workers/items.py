@@ -1,0 +1,189 @@
+"""A batch item's life on a worker: start it, guard it, watch it wait, end it in the ledger.
+
+The call itself is :func:`workers.call.execute`; around it:
+
+- **start**: a duplicate of an item that already ended does nothing; an item of
+  a cancelled, paused or out-of-budget batch is marked so and never sent.
+- **guard**: just before sending, the batch may have been cancelled or paused
+  meanwhile; with a budget, the call's worst case (estimated input,
+  ``max_tokens`` output, at list price) is reserved first, so the spent plus
+  the reserved never passes ``--max-cost``.
+- **observe**: waits on the rate limit and before retries show in the
+  ledger's counts (waiting, retrying), with their reasons.
+- **finish**: the result and the call's spend are recorded once; a 401 pauses
+  the whole batch with one message instead of failing every item.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel
+
+from workers.call import CallDeps, Guard, Observer, Phase, execute
+from workers.fanin.results import PatternResult
+from workers.ledger import Ledger, micro_usd, result_record
+from workers.models import CallRequest, Envelope, ErrorInfo
+
+# Without a budget, a cancel or a pause reaches a call that sends within this
+# long of its start through the start check alone: one Redis read saved.
+RECHECK_AFTER_S = 1.0
+
+STOPPED = {
+    "cancelled": ErrorInfo(
+        type="cancelled", message="the batch was cancelled before this item was sent"
+    ),
+    "budget": ErrorInfo(
+        type="budget_exceeded",
+        message="the batch's --max-cost was reached before this item was sent; not sent",
+    ),
+    "paused": ErrorInfo(
+        type="paused",
+        message="the batch is paused (the API refused the key); `chorus resume` sends it again",
+    ),
+}
+# The item state each outcome ends in.
+STATE_FOR_ERROR = {
+    "cancelled": "x",
+    "budget_exceeded": "b",
+    "paused": "z",
+    "authentication_error": "z",
+}
+
+
+class BatchOption(BaseModel):
+    """Which batch item a task works on. ``part``: one call of a multi-call item (a vote)."""
+
+    id: str
+    index: int
+    item: str
+    part: bool = False
+
+
+class LedgerObserver(Observer):
+    def __init__(self, ledger: Ledger, option: BatchOption) -> None:
+        self._ledger = ledger
+        self._option = option
+        self._waiting = False
+
+    def waiting(self, kind: Literal["rate_limit", "retry"], seconds: float, reason: str) -> None:
+        state = "w" if kind == "rate_limit" else "t"
+        self._ledger.move(self._option.id, self._option.index, state, reason, seconds)
+        self._waiting = True
+
+    def sending(self) -> None:
+        if self._waiting:
+            self._ledger.move(self._option.id, self._option.index, "r")
+            self._waiting = False
+
+
+def worst_case_micros(request: CallRequest, deps: CallDeps) -> int:
+    price = deps.price_for(request.model)
+    if price is None:
+        return 0  # unknown price: the budget cannot hold this call back (said at submit)
+    return micro_usd(price.cost_usd(deps.estimate_input_tokens(request), request.max_tokens))
+
+
+def state_of(outcome: Envelope | PatternResult) -> tuple[str, str]:
+    """(item state, error type for the ledger's error counts)."""
+    if outcome.ok:
+        return "c", ""
+    error_type = outcome.error.type if outcome.error is not None else "unknown_error"
+    state = STATE_FOR_ERROR.get(error_type, "f")
+    return state, (error_type if state == "f" else "")
+
+
+def pause_message(outcome: Envelope | PatternResult, batch_id: str) -> str:
+    if outcome.error is None or outcome.error.type != "authentication_error":
+        return ""
+    request = f" (request {outcome.error.request_id})" if outcome.error.request_id else ""
+    return (
+        f"the API refused the key: 401 authentication_error: {outcome.error.message}{request}. "
+        f"Batch paused; fix ANTHROPIC_API_KEY on the workers, then `chorus resume {batch_id}`."
+    )
+
+
+def run_item(
+    request: CallRequest,
+    option: BatchOption,
+    ledger: Ledger,
+    deps: CallDeps,
+    *,
+    time_limit_s: float,
+    owner: str,
+    delivery: int,
+    extra_guard: Guard | None = None,
+) -> Envelope | None:
+    """Run one call of a batch item; None when the item needs nothing (already ended)."""
+    verdict, detail = ledger.start(option.id, option.index)
+    if verdict == "done":
+        return None
+    if verdict == "stop":
+        stopped = Envelope.failure(request.key(), STOPPED.get(detail, STOPPED["cancelled"]))
+        if not option.part:
+            _end(ledger, option, stopped, call=None, reserved_micros=0)
+        return stopped
+
+    has_budget = detail not in ("", "0")
+    started = time.monotonic()
+    reserved = 0
+
+    def guard(phase: Phase) -> ErrorInfo | None:
+        nonlocal reserved
+        if extra_guard is not None and (stop := extra_guard(phase)) is not None:
+            return stop
+        if phase != "send":
+            return None
+        if has_budget and reserved == 0:
+            worst = worst_case_micros(request, deps)
+            answer = ledger.reserve_budget(option.id, worst)
+            if answer != "ok":
+                return STOPPED.get(answer, STOPPED["cancelled"])
+            reserved = worst
+        elif time.monotonic() - started > RECHECK_AFTER_S:
+            reason = ledger.stop_reason(option.id)
+            if reason is not None:
+                return STOPPED.get(reason, STOPPED["cancelled"])
+        return None
+
+    envelope = execute(
+        request,
+        deps,
+        time_limit_s=time_limit_s,
+        owner=owner,
+        delivery=delivery,
+        guard=guard,
+        observer=LedgerObserver(ledger, option),
+    )
+    if option.part:
+        ledger.spend(option.id, envelope, reserved)
+    else:
+        _end(ledger, option, envelope, call=envelope, reserved_micros=reserved)
+    return envelope
+
+
+def finish_pattern_item(ledger: Ledger, option: BatchOption, result: PatternResult) -> None:
+    """End a multi-call item (a vote) with its combined result and its fan-in call's spend."""
+    _end(ledger, option, result, call=result.fan_in_call, reserved_micros=0)
+
+
+def _end(
+    ledger: Ledger,
+    option: BatchOption,
+    outcome: Envelope | PatternResult,
+    *,
+    call: Envelope | None,
+    reserved_micros: int,
+) -> None:
+    state, error_type = state_of(outcome)
+    ledger.finish(
+        option.id,
+        option.index,
+        result_record(option.item, outcome),
+        state=state,
+        error_type=error_type,
+        call=call,
+        reserved_micros=reserved_micros,
+        pause_message=pause_message(outcome, option.id),
+    )

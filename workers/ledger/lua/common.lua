@@ -1,0 +1,46 @@
+-- common.lua: prepended to every ledger script (not a script of its own).
+-- A batch is a few keys (see workers/keys.py):
+--   batch hash   meta (name, total, enqueued, state, stop, max_cost_micros, ...)
+--                and counters: n:<state>, tok:*, cost_micros, reserved_micros,
+--                calls, cached, err:<type>, retry:<type>, wait_ms:rate_limit
+--   items hash   index -> one state letter:
+--                p pending, r running, w waiting on the rate limit,
+--                t waiting to retry, c complete, f failed, x cancelled,
+--                b skipped for the budget, z paused (the key was refused)
+--   results hash index -> the item's result, JSON
+-- Every transition moves one item from its current state to another and the
+-- counters with it, so a redelivered or duplicated task never counts twice.
+
+local TERMINAL = {c = true, f = true, x = true, b = true}
+local ACTIVE = {r = true, w = true, t = true}
+
+local function now_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+local function move(batch, items, index, from, to)
+  if from then
+    redis.call('HINCRBY', batch, 'n:' .. from, -1)
+  end
+  redis.call('HINCRBY', batch, 'n:' .. to, 1)
+  redis.call('HSET', items, index, to)
+end
+
+-- ARGV[first..first+7]: input, output, cache-write and cache-read tokens,
+-- cost (micro-USD), budget reserved to release, API calls, cached (0 or 1).
+local function add_spend(batch, first)
+  local fields = {'tok:in', 'tok:out', 'tok:cache_write', 'tok:cache_read', 'cost_micros'}
+  for i = 1, 5 do
+    local n = tonumber(ARGV[first + i - 1])
+    if n ~= 0 then
+      redis.call('HINCRBY', batch, fields[i], n)
+    end
+  end
+  local reserved = tonumber(ARGV[first + 5])
+  if reserved ~= 0 then
+    redis.call('HINCRBY', batch, 'reserved_micros', -reserved)
+  end
+  redis.call('HINCRBY', batch, 'calls', tonumber(ARGV[first + 6]))
+  redis.call('HINCRBY', batch, 'cached', tonumber(ARGV[first + 7]))
+end

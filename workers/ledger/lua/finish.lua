@@ -1,0 +1,44 @@
+-- finish.lua: an item ended; store its result and count it, once.
+--
+-- KEYS[1]  the batch hash    KEYS[2]  its items hash    KEYS[3]  its results hash
+-- KEYS[4..] every key of the batch, to expire together when it is done
+-- ARGV[1]  the item's index
+-- ARGV[2]  its final state: c, f, x, b or z
+-- ARGV[3]  its result, JSON
+-- ARGV[4..11]  its own call's spend, as spend.lua takes it: input, output,
+--              cache-write and cache-read tokens, cost (micro-USD), budget
+--              reserved (to release), API calls, 1 if from the result store
+-- ARGV[12] the error type ('' when it succeeded)
+-- ARGV[13] a message to pause the batch with ('' for none): the first 401
+-- ARGV[14] seconds to keep the batch once it is done
+--
+-- Returns 1 if counted, 0 if the item had already ended (a duplicate).
+
+local batch, items, results, index, to = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
+local state = redis.call('HGET', items, index)
+if state and TERMINAL[state] then
+  return 0
+end
+move(batch, items, index, state, to)
+redis.call('HSET', results, index, ARGV[3])
+add_spend(batch, 4)
+if ARGV[12] ~= '' then
+  redis.call('HINCRBY', batch, 'err:' .. ARGV[12], 1)
+end
+if ARGV[13] ~= '' and redis.call('HSETNX', batch, 'pause_message', ARGV[13]) == 1 then
+  redis.call('HSET', batch, 'stop', 'paused', 'state', 'paused')
+end
+
+local meta = redis.call('HMGET', batch, 'total', 'enqueued', 'n:c', 'n:f', 'n:x', 'n:b')
+local total = tonumber(meta[1]) or -1
+local ended = 0
+for i = 3, 6 do
+  ended = ended + (tonumber(meta[i]) or 0)
+end
+if ended == total and tonumber(meta[2]) == total then
+  redis.call('HSET', batch, 'state', 'done', 'ended_at', now_ms())
+  for i = 1, #KEYS do
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[14]))
+  end
+end
+return 1

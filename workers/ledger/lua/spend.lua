@@ -1,0 +1,12 @@
+-- spend.lua: count what one call of an item spent, before the item itself ends.
+-- (A vote's samples: each is a call, the item ends with the vote's fan-in.)
+--
+-- KEYS[1]  the batch hash
+-- ARGV[1..4]  input, output, cache-write and cache-read tokens
+-- ARGV[5]  its cost, micro-USD       ARGV[6]  the budget reserved for it, to release
+-- ARGV[7]  API calls made            ARGV[8]  1 if answered from the result store
+--
+-- Returns 1.
+
+add_spend(KEYS[1], 1)
+return 1
