@@ -25,12 +25,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # waits forever instead of failing and being retried.
         "socket_timeout": 30,
         "socket_connect_timeout": 5,
+        # A dead worker's messages come back within visibility timeout plus
+        # this (kombu's default sweep is 10 s x a throttle of 10).
+        "unacked_restore_interval": settings.worker.restore_interval_s,
+        "unacked_restore_throttle": 1,
     }
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend_url,
         "broker_transport_options": transport_options,
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        # A result write that meets a Redis restart is retried, not dropped.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 30,
         "broker_connection_retry_on_startup": True,
         # JSON only: a pickle from the broker would run code on the worker.
         "task_serializer": "json",

@@ -105,6 +105,9 @@ class WorkerSettings(_Section):
     visibility_timeout_s: PositiveFloat = 3600.0
     # Past this many deliveries of one task, the item is dead-lettered.
     max_deliveries: int = Field(3, ge=1, le=100)
+    # How often a worker looks for messages whose worker died (unacknowledged
+    # past the visibility timeout) and puts them back in the queue.
+    restore_interval_s: int = Field(10, ge=1)
     send_events: bool = True
     # A "task-sent" event per published task lets Flower list tasks still in
     # the queue, at half the producer's publish rate; off, Flower lists a
@@ -210,6 +213,10 @@ class Settings(BaseSettings):
     broker_url: str = DEFAULT_REDIS_URL
     # Defaults to the broker's Redis.
     result_url: str | None = None
+    # Where finished calls are stored (idempotency). Defaults to the broker's
+    # Redis; a separate, persistent one keeps what was paid for even when the
+    # broker's Redis restarts empty.
+    store_url: str | None = None
 
     anthropic_api_key: SecretStr | None = Field(
         None,
@@ -272,7 +279,7 @@ class Settings(BaseSettings):
         found = self.limits.get(family) or self.limits.get("default")
         return found or FamilyLimits()
 
-    @field_validator("broker_url", "result_url")
+    @field_validator("broker_url", "result_url", "store_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
@@ -310,6 +317,10 @@ class Settings(BaseSettings):
     @property
     def result_backend_url(self) -> str:
         return self.result_url or self.broker_url
+
+    @property
+    def store_redis_url(self) -> str:
+        return self.store_url or self.broker_url
 
     @property
     def uses_real_api(self) -> bool:

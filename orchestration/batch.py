@@ -64,6 +64,10 @@ class InvalidBatchFile(BatchInputError):
         self.lines = lines
 
 
+class StateUnavailable(RuntimeError):
+    """Raised when the batch's Redis cannot be reached; the message says what is left."""
+
+
 class BatchNotFound(LookupError):
     """Raised when no batch has that id or name (or it has expired)."""
 
@@ -198,8 +202,34 @@ class Batch:
             )
 
         ledger = _ledger(settings)
-        batch = cls(_resolve_id(ledger.redis, name), ledger=ledger)
+        try:
+            ledger.redis.ping()
+            batch = cls(_resolve_id(ledger.redis, name), ledger=ledger)
+        except redis.RedisError as exc:
+            raise StateUnavailable(
+                f"Redis at {settings.broker_url} cannot be reached ({exc}); nothing was enqueued"
+            ) from exc
         batch.report = report
+        try:
+            return batch._submit(source, spec, name, max_cost_usd, vote, on_created, on_enqueued)
+        except redis.RedisError as exc:
+            raise StateUnavailable(
+                f"Redis was lost while enqueuing batch {batch.id} ({exc}); the ledger knows how "
+                f"far it got: submit the same input again with --name {name or batch.id} "
+                "to finish it (nothing is sent twice)"
+            ) from exc
+
+    def _submit(
+        self,
+        source: Source,
+        spec: InputSpec,
+        name: str | None,
+        max_cost_usd: float | None,
+        vote: int | None,
+        on_created: Callable[[Batch], None] | None,
+        on_enqueued: Callable[[int, int], None] | None,
+    ) -> Batch:
+        batch, report = self, self.report
         report.resumed = batch._exists()
         if report.resumed:
             status = batch.progress()
@@ -209,6 +239,21 @@ class Batch:
                     "submit it under a new --name"
                 )
         batch._create_or_reopen(name, source, report.items, max_cost_usd, spec.model)
+        if isinstance(source, str | Path):
+            remember(
+                batch.id,
+                name,
+                {
+                    "source": str(Path(source).resolve()),
+                    "prompt_field": spec.prompt_field,
+                    "template": spec.template,
+                    "model": spec.model,
+                    "max_tokens": spec.max_tokens,
+                    "system": spec.system,
+                    "vote": vote,
+                    "max_cost_usd": max_cost_usd,
+                },
+            )
         if on_created is not None:
             on_created(batch)
         batch._enqueue(_source_items(source, spec), vote=vote, on_enqueued=on_enqueued)
@@ -300,8 +345,12 @@ class Batch:
         if resumed:
             self.ledger.reopen(self.id, [i for i, _ in to_send])
         self._publish([(i, item.id, item.request) for i, item in to_send], vote)
+        # Everything up to this chunk's end is now in the queue (or answered).
+        chunk_end = chunk[-1][0] + 1
         if not resumed:
             self.redis.hincrby(batch_key, "enqueued", len(chunk))
+        elif chunk_end > already:
+            self.redis.hset(batch_key, "enqueued", chunk_end)
         self.report.enqueued += len(to_send)
 
     def _publish(self, items: Sequence[tuple[int, str, CallRequest]], vote: int | None) -> None:
@@ -481,6 +530,61 @@ class Batch:
         return len(chosen)
 
 
+# --- the local record: what this machine submitted, to rebuild a forgotten batch
+
+
+def _records_dir() -> Path:
+    from orchestration.embedded import state_dir
+
+    return state_dir() / "batches"
+
+
+def remember(batch_id: str, name: str | None, options: dict[str, Any]) -> None:
+    """Note how a batch was submitted from a file, so Redis losing it is not the end."""
+    folder = _records_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"id": batch_id, "name": name, "options": options, "at": time.time()}
+    (folder / f"{batch_id}.json").write_text(json.dumps(record))
+
+
+def recall(id_or_name: str) -> dict[str, Any] | None:
+    """The newest local record of a batch by id or name."""
+    folder = _records_dir()
+    if not folder.is_dir():
+        return None
+    found: list[dict[str, Any]] = []
+    for path in folder.glob("*.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if id_or_name in (record.get("id"), record.get("name")):
+            found.append(record)
+    return max(found, key=lambda r: r.get("at", 0), default=None)
+
+
+def rebuild(id_or_name: str) -> Batch:
+    """Submit again, from its input file, a batch this machine submitted and Redis forgot.
+
+    Items whose calls were answered before are answered from the result
+    store (keep it on a persistent Redis: ``CHORUS_STORE_URL``), so nothing
+    is paid for twice.
+
+    Raises:
+        BatchNotFound: no local record of it.
+        BatchInputError: its input file is gone or no longer valid.
+    """
+    record = recall(id_or_name)
+    if record is None:
+        raise BatchNotFound(
+            f"no batch {id_or_name!r} in Redis and no local record of submitting it"
+        )
+    options = dict(record["options"])
+    source = options.pop("source")
+    name = record.get("name") or id_or_name
+    return Batch.submit(source, name=name, **options)
+
+
 def _needs_sending(state: str | None, index: int, enqueued: int) -> bool:
     """On a resubmit: does this item still need a call?"""
     if state in (None, "z", "x", "b"):
@@ -509,6 +613,8 @@ def _record(item_id: str, raw: bytes | None, state: str) -> dict[str, Any]:
 
 def _resolve_id(client: redis.Redis, name: str | None) -> str:
     if name:
+        if client.exists(keys.batch(name)):  # a batch's own id serves as its name
+            return name
         existing = client.hget(keys.batch_names(), name)
         if existing is not None and client.exists(keys.batch(as_text(existing))):
             return str(as_text(existing))

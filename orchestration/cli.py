@@ -446,7 +446,7 @@ def submit_cmd(
     wait_: bool,
 ) -> None:
     """Validate a JSONL FILE, enqueue its items, print the batch id."""
-    from orchestration.batch import Batch, InvalidBatchFile
+    from orchestration.batch import Batch, InvalidBatchFile, StateUnavailable
     from orchestration.batchfile import BatchInputError
 
     template = None
@@ -478,10 +478,10 @@ def submit_cmd(
             max_cost_usd=max_cost,
             on_created=created,
         )
-    except InvalidBatchFile as exc:
+    except (InvalidBatchFile, BatchInputError) as exc:
         fail(str(exc))
-    except BatchInputError as exc:
-        fail(str(exc))
+    except StateUnavailable as exc:
+        fail(str(exc), 1)
     report = batch.report
     if report.invalid_total:
         err.print(f"chorus: skipped {report.invalid_total} invalid lines:", markup=False)
@@ -616,9 +616,33 @@ def retry_cmd(batch_ref: str, failed_only: bool) -> None:
 @main.command("resume")
 @click.argument("batch_ref", metavar="BATCH")
 def resume_cmd(batch_ref: str) -> None:
-    """Lift a pause (after a 401) and send what never went out."""
+    """Lift a pause (after a 401) and send what never went out.
+
+    A batch that Redis no longer knows (it restarted empty) is rebuilt from
+    its input file, if it was submitted from this machine; calls answered
+    before come from the result store.
+    """
+    from orchestration.batch import Batch, BatchNotFound, rebuild
+    from orchestration.batchfile import BatchInputError
+
     with_redis()
-    count = _batch(batch_ref).resume()
+    try:
+        batch = Batch.get(batch_ref)
+    except BatchNotFound:
+        try:
+            batch = rebuild(batch_ref)
+        except (BatchNotFound, BatchInputError) as exc:
+            fail(str(exc))
+        report = batch.report
+        console.print(batch.id, markup=False, highlight=False)
+        err.print(
+            f"chorus: Redis had forgotten {batch_ref!r}; rebuilt it as {batch.id} from its "
+            f"input file: {report.enqueued:,} items enqueued",
+            markup=False,
+        )
+        warn_if_no_worker()
+        return
+    count = batch.resume()
     err.print(f"chorus: {count:,} items enqueued again", markup=False)
     if count:
         warn_if_no_worker()

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -39,6 +39,8 @@ class PrivateRedis:
     port: int
     pid: int
     state_dir: Path
+    # Kept for a server run in the foreground, so it is waited for when stopped.
+    process: subprocess.Popen[bytes] | None = field(default=None, compare=False)
 
 
 def state_dir() -> Path:
@@ -125,9 +127,15 @@ def start_redis_server(
     if daemonize:
         process.wait(timeout=5)
         pid = int(pidfile.read_text().strip()) if pidfile.exists() else process.pid
-    else:
-        pid = process.pid
-    return PrivateRedis(url=url, port=port, pid=pid, state_dir=directory)
+        return PrivateRedis(url=url, port=port, pid=pid, state_dir=directory)
+    return PrivateRedis(url, port, process.pid, directory, process)
+
+
+def stop_private_server(server: PrivateRedis) -> None:
+    """Stop a server this process started, and reap it."""
+    stop_redis_server(server.pid)
+    if server.process is not None:
+        server.process.wait(timeout=5)
 
 
 def stop_redis_server(pid: int, timeout_s: float = 5.0) -> None:

@@ -5,13 +5,17 @@
 
 from __future__ import annotations
 
+import threading
+
 from celery import Celery
 
 from config.celery import celery_config
 from config.settings import Settings, SettingsError, get_settings
+from workers.compat import tolerate_collected_connections
 
 
 def create_app(settings: Settings) -> Celery:
+    tolerate_collected_connections()
     app = Celery("chorus", include=["workers.tasks"])
     app.conf.update(celery_config(settings))
     return app
@@ -32,7 +36,16 @@ def reconfigure() -> None:
     """Derive the app's config again after the environment changed.
 
     For producers that choose their Redis, queue or API at run time (the
-    embedded Redis, the demo) before the app has opened any connection.
+    embedded Redis, the demo, tests). Celery caches its connection pool, its
+    producer pool, its result backend (per thread) and its routing at first
+    use: those are dropped too, so the next use builds them from the new
+    settings.
     """
     get_settings.cache_clear()
     app.conf.update(celery_config(get_settings()))
+    # Dropped, not closed: kombu keeps pools in a registry keyed by connection,
+    # so a closed pool would come straight back for the same broker.
+    app._pool = None
+    app.__dict__.pop("amqp", None)
+    app._backend_cache = None
+    app._local = threading.local()

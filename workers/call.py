@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from config.prices import ModelPrice
+from workers.durable import TRANSIENT, retrying
 from workers.errors import (
     ChorusError,
     DeadlineExceeded,
@@ -111,7 +112,7 @@ def execute(
     owner = owner or f"{threading.get_ident()}:{started}"
 
     if deps.store is not None:
-        stored = _stored_or_claimed(request, key, deps, progress, owner)
+        stored, claimed = _stored_or_claimed(key, deps, progress, owner)
         if stored is not None:
             return stored.model_copy(
                 update={
@@ -122,11 +123,23 @@ def execute(
                     "waited_ms": progress.waited_s * 1000.0,
                 }
             )
+        if not claimed:
+            # Another worker is still making this very call: paying for it
+            # again would be the one thing worse than failing, retryably.
+            busy = DeadlineExceeded(
+                "another worker is making this same call and did not finish within "
+                "this task's time limit; try the item again later"
+            )
+            return _failed(key, busy).model_copy(
+                update={"delivery": delivery, "waited_ms": progress.waited_s * 1000.0}
+            )
     try:
         envelope = _attempt_until_done(request, key, deps, progress, guard, observer)
     finally:
-        if deps.store is not None:
-            deps.store.release(key, owner)
+        if deps.store is not None:  # we hold the claim here
+            # An unreleased claim only expires: never worth failing the call over.
+            with contextlib.suppress(*TRANSIENT):
+                deps.store.release(key, owner)
     envelope = envelope.model_copy(
         update={
             "attempts": progress.attempts,
@@ -137,29 +150,35 @@ def execute(
         }
     )
     if deps.store is not None and envelope.ok:
-        deps.store.put(envelope)
+        store = deps.store
+        # Paid for: losing it to a Redis restart would mean paying again.
+        retrying(lambda: store.put(envelope), what="storing a result")
     return envelope
 
 
 def _stored_or_claimed(
-    request: CallRequest, key: str, deps: CallDeps, progress: _Progress, owner: str
-) -> Envelope | None:
-    """The stored result, or None once this caller holds the claim."""
+    key: str, deps: CallDeps, progress: _Progress, owner: str
+) -> tuple[Envelope | None, bool]:
+    """(the stored result, False) or (None, True) once this caller holds the claim.
+
+    (None, False): another caller held the claim past this task's deadline.
+    """
     assert deps.store is not None
     while True:
         stored = deps.store.get(key)
         if stored is not None:
-            return stored
+            return stored, False
         if deps.store.claim(key, owner):
             # The first caller may have finished between our get and claim.
             stored = deps.store.get(key)
             if stored is not None:
                 deps.store.release(key, owner)
-            return stored
+                return stored, False
+            return None, True
         # Another worker is making this exact call now: wait for its answer.
-        # If it dies, its claim expires and this loop takes over.
+        # If it dies, its claim lapses (a lease) and this loop takes over.
         if deps.clock() + CLAIM_POLL_S > progress.deadline:
-            return None
+            return None, False
         _wait(deps, progress, CLAIM_POLL_S)
 
 

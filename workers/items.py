@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from workers.call import CallDeps, Guard, Observer, Phase, execute
+from workers.durable import retrying
 from workers.fanin.results import PatternResult
 from workers.ledger import Ledger, micro_usd, result_record
 from workers.models import CallRequest, Envelope, ErrorInfo
@@ -31,6 +32,7 @@ from workers.models import CallRequest, Envelope, ErrorInfo
 RECHECK_AFTER_S = 1.0
 
 STOPPED = {
+    "gone": ErrorInfo(type="cancelled", message="the batch no longer exists; not sent"),
     "cancelled": ErrorInfo(
         type="cancelled", message="the batch was cancelled before this item was sent"
     ),
@@ -117,7 +119,7 @@ def run_item(
 ) -> Envelope | None:
     """Run one call of a batch item; None when the item needs nothing (already ended)."""
     verdict, detail = ledger.start(option.id, option.index)
-    if verdict == "done":
+    if verdict in ("done", "gone"):
         return None
     if verdict == "stop":
         stopped = Envelope.failure(request.key(), STOPPED.get(detail, STOPPED["cancelled"]))
@@ -157,10 +159,16 @@ def run_item(
         observer=LedgerObserver(ledger, option),
     )
     if option.part:
-        ledger.spend(option.id, envelope, reserved)
+        retrying(lambda: ledger.spend(option.id, envelope, reserved), what="counting a call")
     else:
         _end(ledger, option, envelope, call=envelope, reserved_micros=reserved)
     return envelope
+
+
+def dead_letter_item(ledger: Ledger, option: BatchOption, envelope: Envelope) -> None:
+    """End an item whose message was delivered too often: failed, with its reason."""
+    if not option.part:
+        _end(ledger, option, envelope, call=None, reserved_micros=0)
 
 
 def finish_pattern_item(ledger: Ledger, option: BatchOption, result: PatternResult) -> None:
@@ -177,13 +185,18 @@ def _end(
     reserved_micros: int,
 ) -> None:
     state, error_type = state_of(outcome)
-    ledger.finish(
-        option.id,
-        option.index,
-        result_record(option.item, outcome),
-        state=state,
-        error_type=error_type,
-        call=call,
-        reserved_micros=reserved_micros,
-        pause_message=pause_message(outcome, option.id),
+    record = result_record(option.item, outcome)
+    message = pause_message(outcome, option.id)
+    retrying(
+        lambda: ledger.finish(
+            option.id,
+            option.index,
+            record,
+            state=state,
+            error_type=error_type,
+            call=call,
+            reserved_micros=reserved_micros,
+            pause_message=message,
+        ),
+        what="ending a batch item",
     )

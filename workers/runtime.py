@@ -85,13 +85,18 @@ def build_runtime(settings: Settings) -> Runtime:
         max_connections=settings.anthropic.max_connections,
     )
     limiter = build_limiter(settings, client)
+    store_client = (
+        client
+        if settings.store_redis_url == settings.broker_url
+        else redis_client(settings.store_redis_url)
+    )
     store = ResultStore(
-        client,
+        store_client,
         endpoint=endpoint_fingerprint(settings.anthropic_base_url, api_key),
         ttl_s=settings.results.expires_s,
-        # A claim outlives the longest call a live worker can make; if the
-        # worker dies, the claim lapses and a redelivery takes over.
-        claim_ttl_s=settings.worker.task_time_limit_s,
+        # A lease, renewed while its holder lives: a dead worker's claim
+        # lapses within this, and a redelivery takes over.
+        claim_ttl_s=min(30.0, max(2.0, settings.worker.task_time_limit_s / 4)),
     )
     deps = CallDeps(
         provider=provider,

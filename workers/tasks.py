@@ -1,28 +1,47 @@
 """Celery tasks: thin adapters that decode a payload, call plain logic, encode the result.
 
-- ``chorus.call``: one Messages API call (``workers.call.execute``).
+- ``chorus.call``: one Messages API call (``workers.call.execute``), or one call
+  of a batch item (``workers.items.run_item``).
 - ``chorus.fan_in``: a chord's callback (``workers.fanin.combine.fan_in``);
   it makes at most one call of its own (a synthesis or a judge).
+
+Two rules keep work from being lost:
+
+- A message is counted each time it is delivered; past
+  ``max_deliveries`` (its worker died every time) it is dead-lettered: it
+  ends as failed, in the ledger too, and is not tried again.
+- When Redis cannot be reached before a call is made, the task waits for it
+  and puts its work back in the queue instead of failing: nothing was paid,
+  and the work runs again once Redis is back. After a call was paid, its
+  result is written with retries (``workers.durable``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from typing import Any, NoReturn
 
+import redis
 from celery import Task
+from celery.exceptions import Reject
 from pydantic import BaseModel, ValidationError
 
 from workers.app import app
 from workers.call import Guard, Phase, execute
 from workers.fanin.combine import FanInSpec, fan_in
 from workers.fanin.voting import VoteBoard, normalize
-from workers.items import BatchOption, finish_pattern_item, run_item
+from workers.items import BatchOption, dead_letter_item, finish_pattern_item, run_item
 from workers.models import CallRequest, Envelope, ErrorInfo
 from workers.runtime import Runtime, get_runtime
 from workers.validation import describe_validation_error
 
 log = logging.getLogger(__name__)
+
+# How long a task waits for Redis to come back before handing its message
+# back anyway, and the pause before that last resort.
+REDIS_PATIENCE_S = 120.0
+REQUEUE_PAUSE_S = 2.0
 
 
 class VoteOption(BaseModel):
@@ -65,18 +84,60 @@ def _dead_letter(task_id: str, key: str, delivery: int) -> Envelope:
     return Envelope.failure(key, info, delivery=delivery)
 
 
+def _requeue(task: Task, runtime: Runtime, exc: redis.RedisError) -> NoReturn:
+    """Put this work back in the queue once Redis answers again.
+
+    kombu records a delivered message as unacknowledged in a second step after
+    popping it, so a message popped just as Redis went away may exist only in
+    this worker's memory: handing it back with a reject would find nothing to
+    restore. Re-publishing it (``retry``, same task id) keeps it, and the
+    original is acknowledged only once the copy is safe in the queue.
+    """
+    log.warning("task %s: Redis unreachable (%s); waiting for it", task.request.id, exc)
+    if wait_for_redis(runtime.redis, patience_s=REDIS_PATIENCE_S):
+        try:
+            raise task.retry(exc=exc, countdown=0, max_retries=None)
+        except redis.RedisError:
+            pass  # gone again: fall back to the unacknowledged copy
+    time.sleep(REQUEUE_PAUSE_S)
+    raise Reject(f"Redis unreachable: {exc}", requeue=True) from exc
+
+
+def wait_for_redis(client: redis.Redis, *, patience_s: float) -> bool:
+    deadline = time.monotonic() + patience_s
+    delay = 0.2
+    while time.monotonic() < deadline:
+        try:
+            if client.ping():
+                return True
+        except redis.RedisError:
+            pass
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+    return False
+
+
 @app.task(name="chorus.call", bind=True)
 def call(
     self: Task, request: dict[str, Any], options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Make one Messages API call; return its envelope (``ok: false`` on failure).
 
-    ``options`` carries what a pattern needs of the call: ``{"vote": {"id",
-    "n", "normalize"}}`` for a voting sample, which is revoked (not sent) once
-    its vote is decided.
+    ``options``: ``{"vote": {...}}`` for a voting sample (revoked, not sent,
+    once its vote is decided); ``{"batch": {...}}`` for a batch item, whose
+    result goes to the batch's ledger.
     """
     runtime = get_runtime()
-    delivery = _delivery(self, runtime)
+    try:
+        return _call(self, runtime, request, TaskOptions.model_validate(options or {}))
+    except redis.RedisError as exc:
+        _requeue(self, runtime, exc)
+
+
+def _call(
+    task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptions
+) -> dict[str, Any]:
+    delivery = _delivery(task, runtime)
     try:
         parsed = CallRequest.model_validate(request)
     except ValidationError as exc:
@@ -84,9 +145,11 @@ def call(
         info = ErrorInfo(type="invalid_request_error", message=describe_validation_error(exc))
         return Envelope.failure("invalid", info, delivery=delivery).model_dump(mode="json")
     if delivery > runtime.settings.worker.max_deliveries:
-        return _dead_letter(self.request.id, parsed.key(), delivery).model_dump(mode="json")
+        envelope = _dead_letter(task.request.id, parsed.key(), delivery)
+        if opts.batch is not None:
+            dead_letter_item(runtime.ledger, opts.batch, envelope)
+        return envelope.model_dump(mode="json")
 
-    opts = TaskOptions.model_validate(options or {})
     vote = opts.vote
     guard: Guard | None = None
     board = VoteBoard(runtime.redis) if vote is not None and vote.early_stop else None
@@ -98,7 +161,7 @@ def call(
 
     limits = {
         "time_limit_s": runtime.settings.worker.task_time_limit_s,
-        "owner": self.request.id,
+        "owner": task.request.id,
         "delivery": delivery,
     }
     if opts.batch is not None:
@@ -125,22 +188,30 @@ def fan_in_task(
     (``--vote``): its result ends that item in the ledger.
     """
     runtime = get_runtime()
-    delivery = _delivery(self, runtime)
+    try:
+        return _fan_in(self, runtime, results, spec, TaskOptions.model_validate(options or {}))
+    except redis.RedisError as exc:
+        _requeue(self, runtime, exc)
+
+
+def _fan_in(
+    task: Task, runtime: Runtime, results: list[Any], spec: dict[str, Any], opts: TaskOptions
+) -> dict[str, Any]:
+    delivery = _delivery(task, runtime)
     parsed = FanInSpec.model_validate(spec)
 
     def make_call(request: CallRequest) -> Envelope:
         if delivery > runtime.settings.worker.max_deliveries:
-            return _dead_letter(self.request.id, request.key(), delivery)
+            return _dead_letter(task.request.id, request.key(), delivery)
         return execute(
             request,
             runtime.deps,
             time_limit_s=runtime.settings.worker.task_time_limit_s,
-            owner=self.request.id,
+            owner=task.request.id,
             delivery=delivery,
         )
 
     result = fan_in(results, parsed, make_call)
-    batch = TaskOptions.model_validate(options or {}).batch
-    if batch is not None:
-        finish_pattern_item(runtime.ledger, batch, result)
+    if opts.batch is not None:
+        finish_pattern_item(runtime.ledger, opts.batch, result)
     return result.model_dump(mode="json")

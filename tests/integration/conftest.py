@@ -29,7 +29,7 @@ from orchestration.embedded import (
     PrivateRedis,
     redis_answers,
     start_redis_server,
-    stop_redis_server,
+    stop_private_server,
 )
 from orchestration.fleet import Fleet, start_workers, wait_for_workers
 from workers.app import reconfigure
@@ -62,7 +62,7 @@ def redis_url() -> Iterator[str]:
         url = private.url.rsplit("/", 1)[0] + "/15"
     yield url
     if private is not None:
-        stop_redis_server(private.pid)
+        stop_private_server(private)
 
 
 @pytest.fixture(scope="session")

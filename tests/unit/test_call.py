@@ -359,3 +359,47 @@ def _eventually(condition: Callable[[], Any], timeout_s: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_a_claim_is_a_lease_renewed_while_its_holder_lives() -> None:
+    client = fakeredis.FakeRedis()
+    store = ResultStore(client, endpoint="test", ttl_s=60, claim_ttl_s=1.0)
+    assert store.claim("k1", "me")
+
+    # Three times the lease's life later, the live holder still holds it...
+    _eventually(lambda: client.pttl("chorus:claim:test:k1") > 0)
+    time.sleep(3.0)
+    assert client.get("chorus:claim:test:k1") == b"me"
+    assert not store.claim("k1", "someone else")
+
+    # ...and a released claim is not renewed back to life.
+    store.release("k1", "me")
+    time.sleep(0.5)
+    assert client.get("chorus:claim:test:k1") is None
+
+
+def test_a_dead_holder_s_claim_lapses_within_its_lease() -> None:
+    client = fakeredis.FakeRedis()
+    client.set("chorus:claim:test:k2", "dead-worker", px=1000)  # nobody renews it
+    store = ResultStore(client, endpoint="test", ttl_s=60, claim_ttl_s=1.0)
+
+    _eventually(lambda: store.claim("k2", "me"), timeout_s=3.0)
+
+    assert client.get("chorus:claim:test:k2") == b"me"
+
+
+def test_a_duplicate_that_outwaits_its_deadline_fails_retryably_and_never_pays(
+    store: ResultStore,
+) -> None:
+    # Given another worker holds the claim on this exact call, and keeps it
+    assert store.claim(REQUEST.key(), "slow-worker")
+    provider = FakeProvider()
+
+    envelope = execute(REQUEST, make_deps(provider, FakeClock(), store=store), time_limit_s=5)
+
+    assert not envelope.ok
+    assert envelope.error is not None
+    assert envelope.error.type == "deadline_exceeded" and envelope.error.retryable
+    assert "another worker is making this same call" in envelope.error.message
+    assert provider.sent == []
+    assert store._redis.get(f"chorus:claim:test:{REQUEST.key()}") == b"slow-worker"

@@ -182,7 +182,7 @@ def result_record(item_id: str, outcome: Envelope | PatternResult) -> dict[str, 
             "tie_break": outcome.tie_break,
         }
     record = outcome.model_dump(
-        mode="json", exclude={"key", "delivery", "elapsed_ms", "waited_ms", "latency_ms"}
+        mode="json", exclude={"key", "elapsed_ms", "waited_ms", "latency_ms"}
     )
     record["calls"] = record.pop("attempts")
     return {"id": item_id, **record}

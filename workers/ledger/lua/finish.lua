@@ -12,8 +12,12 @@
 -- ARGV[13] a message to pause the batch with ('' for none): the first 401
 -- ARGV[14] seconds to keep the batch once it is done
 --
--- Returns 1 if counted, 0 if the item had already ended (a duplicate).
+-- Returns 1 if counted, 0 if the item had already ended (a duplicate) or the
+-- batch no longer exists.
 
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0  -- the batch no longer exists: write nothing
+end
 local batch, items, results, index, to = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]
 local state = redis.call('HGET', items, index)
 if state and TERMINAL[state] then

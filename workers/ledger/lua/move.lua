@@ -8,6 +8,9 @@
 --
 -- Returns 1 if the item moved, 0 if it was not in work (ended, or never started).
 
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0  -- the batch no longer exists: write nothing
+end
 local batch, items, index, to = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local state = redis.call('HGET', items, index)
 if not ACTIVE[state] then

@@ -6,7 +6,10 @@
 -- ARGV[5]  its cost, micro-USD       ARGV[6]  the budget reserved for it, to release
 -- ARGV[7]  API calls made            ARGV[8]  1 if answered from the result store
 --
--- Returns 1.
+-- Returns 1, or 0 when the batch no longer exists.
 
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0  -- the batch no longer exists: write nothing
+end
 add_spend(KEYS[1], 1)
 return 1

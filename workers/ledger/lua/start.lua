@@ -8,8 +8,13 @@
 --   {'done', state}           it already ended (a duplicate): do nothing
 --   {'stop', reason}          the batch is cancelled, paused or out of budget:
 --                             do not send it (finish.lua records why)
+--   {'gone', ''}              the batch no longer exists (removed, expired, or
+--                             its Redis restarted empty): do nothing
 
 local batch, items, index = KEYS[1], KEYS[2], ARGV[1]
+if redis.call('EXISTS', batch) == 0 then
+  return {'gone', ''}
+end
 local state = redis.call('HGET', items, index)
 if state and TERMINAL[state] then
   return {'done', state}
