@@ -48,5 +48,19 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.limiter
 	$(BIN)/python -m bench.enqueue
 
+# The browser check of Flower and docker-compose's own check of the compose file:
+# installs Debian's chromium and docker-compose when missing (apt-get, as root or
+# through sudo), then runs those tests, failing rather than skipping without them.
+E2E_TESTS := tests/integration/test_flower_browser.py tests/integration/test_fleet_compose.py
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+e2e: $(STAMP)
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1; then \
+		echo "e2e: installing chromium and docker-compose (Debian packages)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium docker-compose; \
+	fi
+	CHORUS_E2E=1 $(BIN)/python -m pytest $(E2E_TESTS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,100 @@
+"""Flower, for real: started against the real Redis and workers, read through its HTTP API.
+
+Flower runs as ``celery -A orchestration.flowerapp flower`` (what the compose
+file runs) with basic auth, in the workers' environment. It learns about tasks
+from the workers' events, so it must be listening before a batch starts: the
+fixture waits until Flower has heard the workers' heartbeats.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from orchestration.batch import Batch
+from tests.integration.conftest import FAKE_API_KEY, Workers, eventually
+from tests.integration.fleet_helpers import Flower, running_flower, samples
+
+
+@pytest.fixture(scope="module")
+def flower(chorus_env: dict[str, str], workers: Workers) -> Iterator[Flower]:
+    # One Flower for the module: each test finds its own batch's tasks by id.
+    with running_flower(chorus_env, name="api") as started:
+        # Flower sees a task only through events: wait until it hears the workers.
+        eventually(lambda: set(workers.names) <= started.alive_workers(), timeout_s=30)
+        yield started
+
+
+def _run_batch(size: int) -> Batch:
+    items = [{"id": f"item-{i}", "prompt": f"Flower item {i}: say hi."} for i in range(size)]
+    batch = Batch.submit(items, max_tokens=30)
+    status = batch.wait(timeout_s=60)
+    assert status.count("complete") == size
+    return batch
+
+
+def test_flower_lists_a_batchs_tasks_with_their_states_and_batch_id(
+    flower: Flower, workers: Workers
+) -> None:
+    # When a batch of 6 runs on the workers
+    batch = _run_batch(6)
+
+    # Then Flower's API lists one succeeded chorus.call per item, showing batch and item ids
+    def batch_tasks_done() -> dict[str, dict[str, object]]:
+        tasks = {
+            tid: t for tid, t in flower.tasks().items() if f"batch={batch.id} " in str(t["args"])
+        }
+        return (
+            tasks
+            if len(tasks) == 6 and all(t["state"] == "SUCCESS" for t in tasks.values())
+            else {}
+        )
+
+    tasks = eventually(batch_tasks_done, timeout_s=20)
+    assert {t["name"] for t in tasks.values()} == {"chorus.call"}
+    items = sorted(re.search(r"item=(\S+)", str(t["args"]))[1] for t in tasks.values())  # type: ignore[index]
+    assert items == [f"item-{i}" for i in range(6)]
+    assert {t["worker"] for t in tasks.values()} <= set(workers.names)
+    # And Flower's search finds exactly them by the batch id
+    assert set(flower.tasks(search=batch.id)) == set(tasks)
+    # And no API key in anything Flower shows about them
+    assert FAKE_API_KEY not in flower.get("/api/tasks").body
+
+
+def test_flower_refuses_its_api_and_pages_without_the_right_credentials(flower: Flower) -> None:
+    for path in ("/api/tasks", "/api/workers", "/tasks", "/workers", "/"):
+        assert flower.get(path, auth=False).status == 401, path
+        wrong = Flower(flower.url, (flower.auth[0], "not-the-password"), flower.log)
+        assert wrong.get(path).status == 401, path
+        assert flower.get(path).status == 200, path
+    # Except what Flower serves to anyone, which docs/FLEET.md warns about.
+    assert flower.get("/metrics", auth=False).status == 200
+    assert flower.get("/healthcheck", auth=False).status == 200
+
+
+def test_flowers_metrics_show_its_own_figures_and_chorus_batch_and_limiter(
+    flower: Flower, workers: Workers
+) -> None:
+    def succeeded(body: str) -> float:
+        return sum(samples(body, "flower_events_total", task="chorus.call", type="task-succeeded"))
+
+    before = succeeded(flower.get("/metrics").body)
+    batch = _run_batch(4)
+
+    def metrics() -> str:
+        body = flower.get("/metrics").body
+        return body if succeeded(body) >= before + 4 and f'batch="{batch.id}"' in body else ""
+
+    # Flower's own: events per worker and task type (the wait), workers online
+    body = eventually(metrics, timeout_s=20)
+    for name in workers.names:
+        assert samples(body, "flower_worker_online", worker=name) == [1.0]
+    # chorus's: the batch's items by state, its size, and the shared limiter's grants
+    batch_of = {"batch": batch.id, "name": ""}
+    assert samples(body, "chorus_batch_items", **batch_of, state="complete") == [4.0]
+    assert samples(body, "chorus_batch_size", **batch_of) == [4.0]
+    assert samples(body, "chorus_up") == [1.0]
+    assert samples(body, "chorus_limiter_granted_total", family="sonnet") == [4.0]
+    assert FAKE_API_KEY not in body
