@@ -267,7 +267,12 @@ class Batch:
     ) -> None:
         now_ms = int(time.time() * 1000)
         # Any keys: redis-py types a mapping's keys as every encodable type at once.
-        meta: dict[Any, str | int] = {"state": "enqueuing", "model": model}
+        meta: dict[Any, str | int] = {
+            "state": "enqueuing",
+            "model": model,
+            "queue": get_settings().worker.queue,
+            "updated_at": now_ms,
+        }
         if max_cost is not None:
             meta["max_cost_micros"] = round(max_cost * 1_000_000)
         if self.report.resumed:
@@ -419,6 +424,8 @@ class Batch:
                 on_progress(status)
             if status.finished or status.stalled:
                 return status
+            if self.lost(status):
+                self.heal()
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"batch {self.id} not done within {timeout_s:g} s")
             time.sleep(poll_s)
@@ -478,16 +485,49 @@ class Batch:
             )
         return self.progress()
 
+    def lost(self, status: BatchStatus | None = None) -> bool:
+        """Whether the batch's pending items have lost their messages.
+
+        True when items are pending, none is in work, the batch's queue is
+        empty, and the ledger has not moved for longer than a dead worker's
+        messages take to come back (the visibility timeout and two restore
+        sweeps). That happens when Redis goes away just after a worker popped
+        a message and before kombu recorded it as unacknowledged: the message
+        then exists nowhere.
+        """
+        status = status or self.progress()
+        if status.finished or status.stop or status.active or not status.count("pending"):
+            return False
+        if status.updated_at is None or status.enqueued < status.total:
+            return False
+        worker = get_settings().worker
+        quiet_s = worker.visibility_timeout_s + 2 * worker.restore_interval_s
+        if time.time() - status.updated_at < quiet_s:
+            return False
+        queue = status.queue or worker.queue
+        return int(self.redis.llen(queue)) == 0
+
+    def heal(self) -> int:
+        """Send again the pending items whose messages were lost; returns how many.
+
+        Safe however it is called: an item that ended ignores a second
+        message, and a paid call is answered from the result store.
+        """
+        return self._resend({"p"})
+
     def retry_failed(self) -> int:
         """Enqueue the failed items again; returns how many."""
         return self._resend({"f"})
 
     def resume(self) -> int:
-        """Lift a pause and send what never went out: paused items and unpublished ones."""
+        """Lift a pause and send what never went out: paused items, unpublished ones,
+        and pending ones whose messages were lost (see :meth:`lost`)."""
         self.redis.hdel(keys.batch(self.id), "stop", "pause_message")
         status = self.progress()
         if status.state in ("paused", "cancelled"):
             self.redis.hset(keys.batch(self.id), "state", "running")
+        if self.lost(status):
+            return self._resend({"p", "z", "x", "b"})
         return self._resend({"z", "x", "b"}, unpublished_from=status.enqueued)
 
     def remove(self) -> None:

@@ -46,6 +46,9 @@ from workers.store import ResultStore
 
 # How often a duplicate looks for the first caller's result.
 CLAIM_POLL_S = 0.2
+# The error of a duplicate that gave up waiting on a live holder: not an
+# outcome of the call, which the holder will still deliver.
+IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"
 
 
 # Asked before a call reserves ("reserve") and again before it sends
@@ -124,14 +127,19 @@ def execute(
                 }
             )
         if not claimed:
-            # Another worker is still making this very call: paying for it
-            # again would be the one thing worse than failing, retryably.
-            busy = DeadlineExceeded(
-                "another worker is making this same call and did not finish within "
-                "this task's time limit; try the item again later"
+            # Another worker is still making this very call (its claim is a
+            # lease: it is alive). Paying for it again would be the one thing
+            # worse than giving up; the holder will deliver the answer.
+            busy = ErrorInfo(
+                type=IN_FLIGHT_ELSEWHERE,
+                message=(
+                    "another worker is making this same call and did not finish within "
+                    "this task's time limit; its answer will be the result"
+                ),
+                retryable=True,
             )
-            return _failed(key, busy).model_copy(
-                update={"delivery": delivery, "waited_ms": progress.waited_s * 1000.0}
+            return Envelope.failure(
+                key, busy, delivery=delivery, waited_ms=progress.waited_s * 1000.0
             )
     try:
         envelope = _attempt_until_done(request, key, deps, progress, guard, observer)

@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from workers.call import CallDeps, Guard, Observer, Phase, execute
+from workers.call import IN_FLIGHT_ELSEWHERE, CallDeps, Guard, Observer, Phase, execute
 from workers.durable import retrying
 from workers.fanin.results import PatternResult
 from workers.ledger import Ledger, micro_usd, result_record
@@ -158,6 +158,10 @@ def run_item(
         guard=guard,
         observer=LedgerObserver(ledger, option),
     )
+    if envelope.error is not None and envelope.error.type == IN_FLIGHT_ELSEWHERE:
+        # A duplicate of a call another worker is still making: that worker
+        # ends the item; ending it here (as failed) would discard its answer.
+        return envelope
     if option.part:
         retrying(lambda: ledger.spend(option.id, envelope, reserved), what="counting a call")
     else:

@@ -245,7 +245,10 @@ def test_a_redis_restart_with_aof_loses_nothing(
     finally:
         local_api.configure(latency_ms=20)
 
-    assert status.finished and status.count("complete") == 60
+    failed = [
+        (r["id"], r["error"], r["delivery"], r["calls"]) for r in records.values() if not r["ok"]
+    ]
+    assert status.finished and status.count("complete") == 60, failed
     assert sorted(records) == [f"item-{i:03d}" for i in range(60)]
     stats = local_api.stats()
     assert stats["paid"] == 60 and stats["duplicates_paid"] == 0
@@ -404,7 +407,13 @@ def test_a_provider_fault_mix_ends_every_item_ok_without_a_429_storm(
         rate_429=0.10, rate_529=0.05, rate_500=0.02, rate_hang=0.01, rate_malformed=0.01,
         hang_s=30, retry_after_s=1, seed=14,  # 14: every kind within the first 100 draws
     )  # fmt: skip
-    extra = {"CHORUS_RETRY__MAX_ATTEMPTS": "10", "CHORUS_ANTHROPIC__REQUEST_TIMEOUT_S": "2"}
+    extra = {
+        "CHORUS_RETRY__MAX_ATTEMPTS": "10",
+        "CHORUS_ANTHROPIC__REQUEST_TIMEOUT_S": "2",
+        # Every 429 holds the whole fleet back a second: an item can wait long.
+        "CHORUS_WORKER__TASK_TIME_LIMIT_S": "120",
+        "CHORUS_WORKER__VISIBILITY_TIMEOUT_S": "300",
+    }
     try:
         with fleet(chorus_env, monkeypatch, prefix="faults", count=2, concurrency=10, extra=extra):
             batch = Batch.submit(items(100), max_tokens=30)
@@ -650,3 +659,29 @@ def test_a_line_far_over_the_cap_is_read_in_bounded_memory(
     assert "line 2: 314,572,815 bytes, over the 10,485,760-byte line cap" in done.stderr
     assert int(peak_kib) < 200 * 1024  # far below the 300 MiB line
     assert redis_client.zcard(keys.batch_index()) == 0
+
+
+def test_items_whose_messages_were_lost_are_sent_again_by_the_waiting_producer(
+    chorus_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, local_api: LocalAPIServer,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    # Short timings: a dead worker's messages would be back within 2 s + 2 x 1 s.
+    quick = {
+        "CHORUS_WORKER__TASK_TIME_LIMIT_S": "1",
+        "CHORUS_RETRY__MAX_WAIT_S": "0.5",
+        "CHORUS_RETRY__MAX_DELAY_S": "0.5",
+        "CHORUS_WORKER__VISIBILITY_TIMEOUT_S": "2",
+    }
+    with fleet(chorus_env, monkeypatch, prefix="lost", extra=quick, start=False) as (env, started):
+        # Given a batch whose messages vanished from the broker (no worker ran them)
+        batch = Batch.submit(items(5), max_tokens=20)
+        assert redis_client.delete(env["CHORUS_WORKER__QUEUE"]) == 1
+        assert not batch.lost()  # too soon: they might still come back
+
+        # Then, once the ledger has been quiet past the visibility timeout, they are lost
+        eventually(batch.lost, timeout_s=15, interval_s=0.2)
+        started.append(start_test_workers(env, 1, prefix="lost", concurrency=5))
+        status = batch.wait(TIMEOUT_S)  # ...and the waiting producer sends them again
+
+    assert status.count("complete") == 5
+    assert local_api.stats()["paid"] == 5

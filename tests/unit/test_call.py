@@ -399,7 +399,7 @@ def test_a_duplicate_that_outwaits_its_deadline_fails_retryably_and_never_pays(
 
     assert not envelope.ok
     assert envelope.error is not None
-    assert envelope.error.type == "deadline_exceeded" and envelope.error.retryable
+    assert envelope.error.type == "in_flight_elsewhere" and envelope.error.retryable
     assert "another worker is making this same call" in envelope.error.message
     assert provider.sent == []
     assert store._redis.get(f"chorus:claim:test:{REQUEST.key()}") == b"slow-worker"

@@ -94,6 +94,8 @@ class BatchStatus(BaseModel):
     created_at: float | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    updated_at: float | None = None
+    queue: str | None = None
     stop: str | None = None
     pause_message: str | None = None
 
@@ -161,6 +163,8 @@ def parse_status(batch_id: str, raw: Mapping[Any, Any]) -> BatchStatus:
         created_at=seconds("created_at"),
         started_at=seconds("started_at"),
         ended_at=seconds("ended_at"),
+        updated_at=seconds("updated_at"),
+        queue=fields.get("queue") or None,
         stop=fields.get("stop") or None,
         pause_message=fields.get("pause_message") or None,
     )

@@ -25,6 +25,9 @@ local function move(batch, items, index, from, to)
   end
   redis.call('HINCRBY', batch, 'n:' .. to, 1)
   redis.call('HSET', items, index, to)
+  -- When the batch last moved: a batch that stops moving with items pending
+  -- and nothing queued has lost messages (orchestration/batch.py, heal()).
+  redis.call('HSET', batch, 'updated_at', now_ms())
 end
 
 -- ARGV[first..first+7]: input, output, cache-write and cache-read tokens,
