@@ -53,10 +53,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_create_missing_queues": True,
         "result_expires": settings.results.expires_s,
         "result_extended": False,
-        # Flower watches events; without them it sees no tasks.
+        # Flower lists tasks from events. Off by default: they cost about
+        # 8 % of a worker's CPU per call (docs/PERFORMANCE.md), and Flower
+        # turns them on in every worker it sees, within 5 s of starting.
         "worker_send_task_events": settings.worker.send_events,
         "task_send_sent_event": settings.worker.send_sent_events,
         "worker_hijack_root_logger": False,
+        # chorus's limiter holds the API's limits; Celery's per-task
+        # rate_limit (per worker, celery#5732) is unused, and skipping its
+        # check saves work on every message.
+        "worker_disable_rate_limits": True,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "enable_utc": True,
         "timezone": "UTC",

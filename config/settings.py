@@ -89,13 +89,24 @@ class RetrySettings(_Section):
         return self
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity: a container's cpuset counts)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class WorkerSettings(_Section):
     """How a worker process runs tasks."""
 
     # Calls wait on the network, not the CPU: threads, many of them (DESIGN 6).
     pool: str = "threads"
     concurrency: int = Field(100, ge=1, le=10_000)
-    processes: int = Field(2, ge=1, le=256)
+    # Processes `chorus worker` starts; 0: two per CPU this process may use.
+    # Each process has one GIL and one Celery consumer loop: two per core
+    # beat one with twice the threads (bench/throughput.py, docs/PERFORMANCE.md).
+    processes: int = Field(0, ge=0, le=256)
     queue: str = Field("chorus", min_length=1)
     # chorus's own deadline for one task, waits included; Celery's time
     # limits do not apply to the threads pool, so the task enforces it.
@@ -108,11 +119,21 @@ class WorkerSettings(_Section):
     # How often a worker looks for messages whose worker died (unacknowledged
     # past the visibility timeout) and puts them back in the queue.
     restore_interval_s: int = Field(10, ge=1)
-    send_events: bool = True
+    # Task events, which Flower lists tasks from. Flower turns them on in
+    # every worker it sees (its --enable_events, on by default), so they cost
+    # nothing while nobody watches; true sends them from the start.
+    send_events: bool = False
     # A "task-sent" event per published task lets Flower list tasks still in
     # the queue, at half the producer's publish rate; off, Flower lists a
     # task once a worker receives it.
     send_sent_events: bool = False
+    # Celery's INFO line for every task received and succeeded.
+    log_tasks: bool = False
+
+    @property
+    def process_count(self) -> int:
+        """How many processes `chorus worker` starts: ``processes``, or two per usable CPU."""
+        return self.processes or 2 * usable_cpus()
 
     @field_validator("pool")
     @classmethod

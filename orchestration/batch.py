@@ -428,7 +428,16 @@ class Batch:
                 self.heal()
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"batch {self.id} not done within {timeout_s:g} s")
-            time.sleep(poll_s)
+            # Between reads, block on the token the last item's worker pushes:
+            # the end is seen at once, not up to ``poll_s`` late.
+            self._sleep_until_ended(poll_s)
+
+    def _sleep_until_ended(self, seconds: float) -> None:
+        if seconds < 0.01:  # BLPOP's timeout has millisecond resolution at best
+            time.sleep(seconds)
+            return
+        # Below the client's socket timeout; a longer poll just reads more often.
+        self.redis.blpop([keys.batch_ended(self.id)], timeout=min(seconds, 5.0))
 
     # --- results -----------------------------------------------------------
 

@@ -134,7 +134,7 @@ def call_cmd(
     "--processes",
     type=int,
     default=None,
-    help="Worker processes on this machine (default CHORUS_WORKER__PROCESSES).",
+    help="Worker processes on this machine (default CHORUS_WORKER__PROCESSES, else 2 per CPU).",
 )
 @click.option(
     "--concurrency",
@@ -159,7 +159,7 @@ def worker_cmd(
     from orchestration.fleet import Fleet, start_workers, worker_argv
 
     settings = with_redis()
-    count = processes or settings.worker.processes
+    count = processes or settings.worker.process_count
     if count == 1:
         import socket
 

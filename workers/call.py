@@ -11,7 +11,8 @@ The steps, each a place where money or work could be lost:
 4. The SDK makes one attempt (``max_retries=0``); a transient failure is
    retried here with full-jitter backoff or the server's ``retry-after``, a
    429 also holds back every other worker through the limiter's cooldown.
-5. The reservation is settled to the reported usage, and a success stored.
+5. The reservation is settled to the reported usage, a success stored and
+   the claim released, with the caller's own writes, in one round trip.
 
 Nothing here raises for an expected failure: the result is always an
 :class:`~workers.models.Envelope`, with ``ok: false`` and the error's type,
@@ -24,7 +25,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -41,6 +42,7 @@ from workers.errors import (
 from workers.models import CallRequest, Envelope, ErrorInfo, Usage
 from workers.provider import ProviderReply
 from workers.ratelimit.backend import Cost, RateLimiter, Reservation
+from workers.redisio import Command, run_together
 from workers.retry import RetryPolicy
 from workers.store import ResultStore
 
@@ -96,6 +98,13 @@ class _Progress:
     attempts: int = 0
     waited_s: float = 0.0
     latency_ms: float = 0.0
+    # The successful attempt's settlement, sent with the writes that end the call.
+    settle: tuple[Reservation, Cost, Mapping[str, str]] | None = None
+
+
+# What a caller writes when the call ends, given its final envelope (the batch
+# ledger's end of the item): sent in the same round trip as the call's own.
+Writes = Callable[[Envelope], list[Command]]
 
 
 def execute(
@@ -107,17 +116,28 @@ def execute(
     delivery: int = 1,
     guard: Guard | None = None,
     observer: Observer | None = None,
+    looked: tuple[Envelope | None, bool] | None = None,
+    writes: Writes | None = None,
 ) -> Envelope:
-    """Make the call ``request`` describes; never raises for a failed call."""
+    """Make the call ``request`` describes; never raises for a failed call.
+
+    ``looked``: the caller already sent :meth:`ResultStore.look_commands` with
+    its own first commands, and these are :meth:`ResultStore.looked`'s answer.
+    ``writes``: the caller's commands to send with the call's own at the end,
+    whatever the outcome; they are retried until Redis answers, as the
+    result's own write is, so they must be safe to run twice.
+    """
     key = request.key()
     started = deps.clock()
     progress = _Progress(started=started, deadline=started + time_limit_s)
     owner = owner or f"{threading.get_ident()}:{started}"
+    store = deps.store
 
-    if deps.store is not None:
-        stored, claimed = _stored_or_claimed(key, deps, progress, owner)
+    if store is not None:
+        stored, claimed = _stored_or_claimed(key, deps, progress, owner, looked)
+        answer: Envelope | None = None
         if stored is not None:
-            return stored.model_copy(
+            answer = stored.model_copy(
                 update={
                     "cached": True,
                     "attempts": 0,
@@ -126,7 +146,7 @@ def execute(
                     "waited_ms": progress.waited_s * 1000.0,
                 }
             )
-        if not claimed:
+        elif not claimed:
             # Another worker is still making this very call (its claim is a
             # lease: it is alive). Paying for it again would be the one thing
             # worse than giving up; the holder will deliver the answer.
@@ -138,16 +158,23 @@ def execute(
                 ),
                 retryable=True,
             )
-            return Envelope.failure(
+            answer = Envelope.failure(
                 key, busy, delivery=delivery, waited_ms=progress.waited_s * 1000.0
             )
+        if answer is not None:
+            if writes is not None:
+                own = writes(answer)
+                if own:
+                    retrying(lambda: run_together(own), what="recording a stored result")
+            return answer
     try:
         envelope = _attempt_until_done(request, key, deps, progress, guard, observer)
-    finally:
-        if deps.store is not None:  # we hold the claim here
-            # An unreleased claim only expires: never worth failing the call over.
+    except BaseException:
+        if store is not None:  # we hold the claim: give it up at once
+            # An unreleased claim only expires: never worth hiding the error over.
             with contextlib.suppress(*TRANSIENT):
-                deps.store.release(key, owner)
+                store.release(key, owner)
+        raise
     envelope = envelope.model_copy(
         update={
             "attempts": progress.attempts,
@@ -157,15 +184,51 @@ def execute(
             "latency_ms": progress.latency_ms,
         }
     )
-    if deps.store is not None and envelope.ok:
-        store = deps.store
-        # Paid for: losing it to a Redis restart would mean paying again.
-        retrying(lambda: store.put(envelope), what="storing a result")
+    _end(key, owner, envelope, deps, progress, writes)
     return envelope
 
 
+def _end(
+    key: str,
+    owner: str,
+    envelope: Envelope,
+    deps: CallDeps,
+    progress: _Progress,
+    writes: Writes | None,
+) -> None:
+    """Settle, store the result, release the claim, and the caller's writes: one round trip.
+
+    The result is stored before the claim is released, so a duplicate that
+    takes the claim next finds the answer. If Redis is away, the settlement is
+    dropped (the buckets stay conservative: it only gives back) and the rest,
+    all safe to repeat, is retried until Redis answers: this call was paid for.
+    """
+    settle: list[Command] = []
+    if progress.settle is not None:
+        command = deps.limiter.settle_command(*progress.settle)
+        if command is None:
+            _ignore_limiter_outage(deps.limiter.settle, *progress.settle)
+        else:
+            settle.append(command)
+    durable: list[Command] = []
+    if deps.store is not None:
+        if envelope.ok:
+            durable.append(deps.store.put_command(envelope))
+        durable.append(deps.store.release_command(key, owner))
+    if writes is not None:
+        durable += writes(envelope)
+    try:
+        run_together(settle + durable)
+    except TRANSIENT:
+        retrying(lambda: run_together(durable), what="storing a result")
+
+
 def _stored_or_claimed(
-    key: str, deps: CallDeps, progress: _Progress, owner: str
+    key: str,
+    deps: CallDeps,
+    progress: _Progress,
+    owner: str,
+    looked: tuple[Envelope | None, bool] | None,
 ) -> tuple[Envelope | None, bool]:
     """(the stored result, False) or (None, True) once this caller holds the claim.
 
@@ -173,16 +236,10 @@ def _stored_or_claimed(
     """
     assert deps.store is not None
     while True:
-        stored = deps.store.get(key)
-        if stored is not None:
-            return stored, False
-        if deps.store.claim(key, owner):
-            # The first caller may have finished between our get and claim.
-            stored = deps.store.get(key)
-            if stored is not None:
-                deps.store.release(key, owner)
-                return stored, False
-            return None, True
+        stored, claimed = looked or deps.store.look(key, owner)
+        looked = None
+        if stored is not None or claimed:
+            return stored, claimed
         # Another worker is making this exact call now: wait for its answer.
         # If it dies, its claim lapses (a lease) and this loop takes over.
         if deps.clock() + CLAIM_POLL_S > progress.deadline:
@@ -250,7 +307,8 @@ def _attempt_until_done(
             envelope.usage.input_tokens + envelope.usage.cache_creation_input_tokens,
             envelope.usage.output_tokens,
         )
-        _ignore_limiter_outage(deps.limiter.settle, reservation, used, reply.limit_headers)
+        # Settled by _end, in the round trip that stores the result.
+        progress.settle = (reservation, used, reply.limit_headers)
         return envelope
 
 

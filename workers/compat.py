@@ -21,6 +21,16 @@ lets the ``AttributeError`` through, stopping the worker again
 It is logged as a failed ack here, as kombu does for connection errors: the
 message comes back after the visibility timeout, and the result store and the
 ledger answer it without a second call.
+
+kombu 5.7, Redis transport, speed: ``Channel.conn_or_acquire`` builds a new
+``redis.Redis`` client over the channel's pool for every operation, and a
+worker does several per task (recording a delivered message as
+unacknowledged, acknowledging it, publishing an event). Building one costs
+about 50 us of CPU (redis-py fills a table of response callbacks each time),
+held under the GIL by the consumer's event loop. One client per channel and
+pool does the same work: a client takes a connection from the pool for each
+command and is safe to share between threads. (bench/throughput.py measures
+it; docs/PERFORMANCE.md quotes the figure.)
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Any
 
 import kombu.connection
 import kombu.message
+import kombu.transport.redis
 
 _PATCHED = "_chorus_tolerates_collected_channels"
 
@@ -37,6 +48,27 @@ def _collected(channel: Any) -> bool:
     """True when the channel's connection was collected (its client dropped)."""
     transport = getattr(channel, "connection", None)
     return transport is None or getattr(transport, "client", None) is None
+
+
+def share_one_client_per_channel() -> None:
+    """The speed fix of this module's docstring; safe to call more than once."""
+    Channel = kombu.transport.redis.Channel
+    if getattr(Channel, _PATCHED, False):
+        return
+    original: Any = Channel._create_client
+
+    def _create_client(self: Any, asynchronous: bool = False) -> Any:
+        if asynchronous:
+            return original(self, asynchronous=True)
+        pool = self.pool
+        client = self.__dict__.get("_chorus_client")
+        if client is None or client.connection_pool is not pool:
+            client = original(self)
+            self._chorus_client = client
+        return client
+
+    setattr(Channel, "_create_client", _create_client)  # noqa: B010 - a patch
+    setattr(Channel, _PATCHED, True)
 
 
 def tolerate_collected_connections() -> None:

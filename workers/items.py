@@ -16,16 +16,18 @@ The call itself is :func:`workers.call.execute`; around it:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Literal
 
 from pydantic import BaseModel
 
 from workers.call import IN_FLIGHT_ELSEWHERE, CallDeps, Guard, Observer, Phase, execute
-from workers.durable import retrying
+from workers.durable import TRANSIENT, retrying
 from workers.fanin.results import PatternResult
 from workers.ledger import Ledger, micro_usd, result_record
 from workers.models import CallRequest, Envelope, ErrorInfo
+from workers.redisio import Command, run_together
 
 # Without a budget, a cancel or a pause reaches a call that sends within this
 # long of its start through the start check alone: one Redis read saved.
@@ -116,9 +118,19 @@ def run_item(
     owner: str,
     delivery: int,
     extra_guard: Guard | None = None,
+    started: tuple[str, str] | None = None,
+    looked: tuple[Envelope | None, bool] | None = None,
 ) -> Envelope | None:
-    """Run one call of a batch item; None when the item needs nothing (already ended)."""
-    verdict, detail = ledger.start(option.id, option.index)
+    """Run one call of a batch item; None when the item needs nothing (already ended).
+
+    ``started`` and ``looked``: the replies of :meth:`Ledger.start_command` and
+    :meth:`ResultStore.look_commands`, when the caller sent them with its own
+    first commands (one round trip); without them they are sent here.
+    """
+    verdict, detail = started or ledger.start(option.id, option.index)
+    if verdict in ("done", "gone", "stop") and looked is not None and looked[1]:
+        # The caller claimed the call with its first look: nothing will be sent.
+        _release_quietly(deps, request.key(), owner)
     if verdict in ("done", "gone"):
         return None
     if verdict == "stop":
@@ -128,7 +140,7 @@ def run_item(
         return stopped
 
     has_budget = detail not in ("", "0")
-    started = time.monotonic()
+    began = time.monotonic()
     reserved = 0
 
     def guard(phase: Phase) -> ErrorInfo | None:
@@ -143,13 +155,22 @@ def run_item(
             if answer != "ok":
                 return STOPPED.get(answer, STOPPED["cancelled"])
             reserved = worst
-        elif time.monotonic() - started > RECHECK_AFTER_S:
+        elif time.monotonic() - began > RECHECK_AFTER_S:
             reason = ledger.stop_reason(option.id)
             if reason is not None:
                 return STOPPED.get(reason, STOPPED["cancelled"])
         return None
 
-    envelope = execute(
+    def writes(envelope: Envelope) -> list[Command]:
+        if envelope.error is not None and envelope.error.type == IN_FLIGHT_ELSEWHERE:
+            # A duplicate of a call another worker is still making: that worker
+            # ends the item; ending it here (as failed) would discard its answer.
+            return []
+        if option.part:
+            return ledger.spend_commands(option.id, envelope, reserved)
+        return [_end_command(ledger, option, envelope, call=envelope, reserved_micros=reserved)]
+
+    return execute(
         request,
         deps,
         time_limit_s=time_limit_s,
@@ -157,16 +178,16 @@ def run_item(
         delivery=delivery,
         guard=guard,
         observer=LedgerObserver(ledger, option),
+        looked=looked,
+        writes=writes,
     )
-    if envelope.error is not None and envelope.error.type == IN_FLIGHT_ELSEWHERE:
-        # A duplicate of a call another worker is still making: that worker
-        # ends the item; ending it here (as failed) would discard its answer.
-        return envelope
-    if option.part:
-        retrying(lambda: ledger.spend(option.id, envelope, reserved), what="counting a call")
-    else:
-        _end(ledger, option, envelope, call=envelope, reserved_micros=reserved)
-    return envelope
+
+
+def _release_quietly(deps: CallDeps, call_key: str, owner: str) -> None:
+    if deps.store is not None:
+        # An unreleased claim only expires: never worth failing over.
+        with contextlib.suppress(*TRANSIENT):
+            deps.store.release(call_key, owner)
 
 
 def dead_letter_item(ledger: Ledger, option: BatchOption, envelope: Envelope) -> None:
@@ -188,19 +209,26 @@ def _end(
     call: Envelope | None,
     reserved_micros: int,
 ) -> None:
+    command = _end_command(ledger, option, outcome, call=call, reserved_micros=reserved_micros)
+    retrying(lambda: run_together([command]), what="ending a batch item")
+
+
+def _end_command(
+    ledger: Ledger,
+    option: BatchOption,
+    outcome: Envelope | PatternResult,
+    *,
+    call: Envelope | None,
+    reserved_micros: int,
+) -> Command:
     state, error_type = state_of(outcome)
-    record = result_record(option.item, outcome)
-    message = pause_message(outcome, option.id)
-    retrying(
-        lambda: ledger.finish(
-            option.id,
-            option.index,
-            record,
-            state=state,
-            error_type=error_type,
-            call=call,
-            reserved_micros=reserved_micros,
-            pause_message=message,
-        ),
-        what="ending a batch item",
+    return ledger.finish_command(
+        option.id,
+        option.index,
+        result_record(option.item, outcome),
+        state=state,
+        error_type=error_type,
+        call=call,
+        reserved_micros=reserved_micros,
+        pause_message=pause_message(outcome, option.id),
     )

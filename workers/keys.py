@@ -88,13 +88,20 @@ def batch_requests(batch_id: str) -> str:
     return f"{PREFIX}batch:{{{batch_id}}}:requests"
 
 
+def batch_ended(batch_id: str) -> str:
+    """A token pushed when the batch ends (a list): a waiting producer wakes at once."""
+    return f"{PREFIX}batch:{{{batch_id}}}:ended"
+
+
 def batch_keys(batch_id: str) -> list[str]:
+    """Every key of a batch; the ledger's scripts take them in this order."""
     return [
         batch(batch_id),
         batch_items(batch_id),
         batch_results(batch_id),
         batch_ids(batch_id),
         batch_requests(batch_id),
+        batch_ended(batch_id),
     ]
 
 

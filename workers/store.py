@@ -20,6 +20,7 @@ import redis
 
 from workers import keys
 from workers.models import Envelope
+from workers.redisio import Command, LuaScript, run_together
 
 # Deletes the claim only if it is still ours: a claim that expired and was
 # taken by another worker must not be released by the first.
@@ -54,8 +55,8 @@ class ResultStore:
         self._endpoint = endpoint
         self._ttl_s = ttl_s
         self._claim_ttl_ms = max(1000, int(claim_ttl_s * 1000))
-        self._release = client.register_script(_RELEASE)
-        self._renew = client.register_script(_RENEW)
+        self._release = LuaScript(client, _RELEASE)
+        self._renew = LuaScript(client, _RENEW)
         self._held: dict[str, str] = {}
         self._held_lock = threading.Lock()
         self._keeper: threading.Thread | None = None
@@ -66,17 +67,80 @@ class ResultStore:
 
     def put(self, envelope: Envelope) -> None:
         if envelope.ok:
-            self._redis.set(
+            run_together([self.put_command(envelope)])
+
+    def put_command(self, envelope: Envelope) -> Command:
+        return Command(
+            self._redis,
+            (
+                "SET",
                 keys.result(self._endpoint, envelope.key),
                 envelope.model_dump_json(),
-                ex=self._ttl_s,
-            )
+                "EX",
+                self._ttl_s,
+            ),
+        )
 
     def claim(self, call_key: str, owner: str) -> bool:
         """Take the claim on ``call_key``; False when another owner holds it."""
         key = keys.claim(self._endpoint, call_key)
         if not self._redis.set(key, owner, nx=True, px=self._claim_ttl_ms):
             return False
+        self._hold(key, owner)
+        return True
+
+    def look_commands(self, call_key: str, owner: str) -> list[Command]:
+        """Try the claim on ``call_key``, then read its stored result: one round trip.
+
+        Claim first: whoever holds the claim is the only one who may store a
+        result, so a result missing after our claim succeeded cannot appear
+        until we store it. Read the replies with :meth:`looked`.
+        """
+        return [
+            Command(
+                self._redis,
+                (
+                    "SET",
+                    keys.claim(self._endpoint, call_key),
+                    owner,
+                    "NX",
+                    "PX",
+                    self._claim_ttl_ms,
+                ),
+                then=bool,
+            ),
+            Command(self._redis, ("GET", keys.result(self._endpoint, call_key))),
+        ]
+
+    def looked(
+        self, call_key: str, owner: str, claimed: bool, raw: bytes | None
+    ) -> tuple[Envelope | None, bool]:
+        """(the stored result, False), (None, True) holding the claim, or (None, False)
+        while another caller holds it; from the replies of :meth:`look_commands`."""
+        if raw is not None:
+            if claimed:
+                self.release(call_key, owner)
+            return Envelope.model_validate_json(raw), False
+        if claimed:
+            self._hold(keys.claim(self._endpoint, call_key), owner)
+        return None, claimed
+
+    def look(self, call_key: str, owner: str) -> tuple[Envelope | None, bool]:
+        """:meth:`look_commands` and :meth:`looked`, sent at once."""
+        claimed, raw = run_together(self.look_commands(call_key, owner))
+        return self.looked(call_key, owner, claimed, raw)
+
+    def release(self, call_key: str, owner: str) -> None:
+        run_together([self.release_command(call_key, owner)])
+
+    def release_command(self, call_key: str, owner: str) -> Command:
+        """Release the claim (only if still ``owner``'s); it stops being renewed at once."""
+        key = keys.claim(self._endpoint, call_key)
+        with self._held_lock:
+            self._held.pop(key, None)
+        return self._release.command(keys=[key], args=[owner])
+
+    def _hold(self, key: str, owner: str) -> None:
         with self._held_lock:
             self._held[key] = owner
             if self._keeper is None or not self._keeper.is_alive():
@@ -84,13 +148,6 @@ class ResultStore:
                     target=self._keep, name="chorus-claim-keeper", daemon=True
                 )
                 self._keeper.start()
-        return True
-
-    def release(self, call_key: str, owner: str) -> None:
-        key = keys.claim(self._endpoint, call_key)
-        with self._held_lock:
-            self._held.pop(key, None)
-        self._release(keys=[key], args=[owner])
 
     def _keep(self) -> None:
         while True:
@@ -109,9 +166,13 @@ class ResultStore:
 
     def count_delivery(self, task_id: str, ttl_s: int) -> int:
         """Count one more delivery of ``task_id``'s message; returns the count."""
-        key = keys.deliveries(task_id)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, ttl_s)
-        count, _ = pipe.execute()
+        count, _ = run_together(self.delivery_commands(task_id, ttl_s))
         return int(count)
+
+    def delivery_commands(self, task_id: str, ttl_s: int) -> list[Command]:
+        """:meth:`count_delivery` as commands; the first one's reply is the count."""
+        key = keys.deliveries(task_id)
+        return [
+            Command(self._redis, ("INCR", key), then=int),
+            Command(self._redis, ("EXPIRE", key, ttl_s)),
+        ]

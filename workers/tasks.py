@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any, NoReturn
 
 import redis
@@ -33,6 +34,7 @@ from workers.fanin.combine import FanInSpec, fan_in
 from workers.fanin.voting import VoteBoard, normalize
 from workers.items import BatchOption, dead_letter_item, finish_pattern_item, run_item
 from workers.models import CallRequest, Envelope, ErrorInfo
+from workers.redisio import run_together
 from workers.runtime import Runtime, get_runtime
 from workers.validation import describe_validation_error
 
@@ -65,11 +67,12 @@ REVOKED = ErrorInfo(
 
 
 def _delivery(task: Task, runtime: Runtime) -> int:
+    return runtime.store.count_delivery(task.request.id or "eager", ttl_s=_delivery_ttl_s(runtime))
+
+
+def _delivery_ttl_s(runtime: Runtime) -> int:
     worker = runtime.settings.worker
-    return runtime.store.count_delivery(
-        task.request.id or "eager",
-        ttl_s=int(worker.visibility_timeout_s * (worker.max_deliveries + 1)),
-    )
+    return int(worker.visibility_timeout_s * (worker.max_deliveries + 1))
 
 
 def _dead_letter(task_id: str, key: str, delivery: int) -> Envelope:
@@ -137,15 +140,31 @@ def call(
 def _call(
     task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptions
 ) -> dict[str, Any]:
-    delivery = _delivery(task, runtime)
     try:
         parsed = CallRequest.model_validate(request)
     except ValidationError as exc:
         # Producers validate first; this is a payload from elsewhere.
         info = ErrorInfo(type="invalid_request_error", message=describe_validation_error(exc))
-        return Envelope.failure("invalid", info, delivery=delivery).model_dump(mode="json")
+        return Envelope.failure("invalid", info, delivery=_delivery(task, runtime)).model_dump(
+            mode="json"
+        )
+
+    # One round trip before the call: count this delivery, start the batch
+    # item, claim the call and look for its stored result (workers.redisio).
+    key, owner = parsed.key(), task.request.id or f"eager:{uuid.uuid4().hex}"
+    first = runtime.store.delivery_commands(owner, _delivery_ttl_s(runtime))
+    if opts.batch is not None:
+        first.append(runtime.ledger.start_command(opts.batch.id, opts.batch.index))
+    first += runtime.store.look_commands(key, owner)
+    replies = run_together(first)
+    delivery: int = replies[0]
+    started: tuple[str, str] | None = replies[2] if opts.batch is not None else None
+    looked = runtime.store.looked(key, owner, replies[-2], replies[-1])
+
     if delivery > runtime.settings.worker.max_deliveries:
-        envelope = _dead_letter(task.request.id, parsed.key(), delivery)
+        if looked[1]:
+            runtime.store.release(key, owner)
+        envelope = _dead_letter(task.request.id, key, delivery)
         if opts.batch is not None:
             dead_letter_item(runtime.ledger, opts.batch, envelope)
         return envelope.model_dump(mode="json")
@@ -159,23 +178,59 @@ def _call(
         def guard(phase: Phase) -> ErrorInfo | None:
             return REVOKED if board.decided(vote_id) else None
 
-    limits = {
-        "time_limit_s": runtime.settings.worker.task_time_limit_s,
-        "owner": task.request.id,
-        "delivery": delivery,
-    }
+    time_limit_s = runtime.settings.worker.task_time_limit_s
     if opts.batch is not None:
         outcome = run_item(
-            parsed, opts.batch, runtime.ledger, runtime.deps, extra_guard=guard, **limits
+            parsed,
+            opts.batch,
+            runtime.ledger,
+            runtime.deps,
+            time_limit_s=time_limit_s,
+            owner=owner,
+            delivery=delivery,
+            extra_guard=guard,
+            started=started,
+            looked=looked,
         )
         envelope = outcome or Envelope.failure(
-            parsed.key(), ErrorInfo(type="duplicate", message="the item had already ended")
+            key, ErrorInfo(type="duplicate", message="the item had already ended")
         )
     else:
-        envelope = execute(parsed, runtime.deps, guard=guard, **limits)
+        envelope = execute(
+            parsed,
+            runtime.deps,
+            time_limit_s=time_limit_s,
+            owner=owner,
+            delivery=delivery,
+            guard=guard,
+            looked=looked,
+        )
     if board is not None and vote is not None and envelope.ok:
         board.record(vote.id, vote.n, normalize(envelope.text, vote.normalize))
+    if opts.batch is not None and not opts.batch.part:
+        # The answer is in the batch's ledger and nobody reads this task's
+        # return value: return a receipt, which Celery formats (for its log
+        # and Flower's event) far more cheaply than the whole message.
+        return receipt(envelope, opts.batch)
     return envelope.model_dump(mode="json")
+
+
+RECEIPT_TEXT_CHARS = 80
+
+
+def receipt(envelope: Envelope, option: BatchOption) -> dict[str, Any]:
+    """What a batch item's task returns: where its result went, and its gist."""
+    text = envelope.text
+    return {
+        "ok": envelope.ok,
+        "batch": option.id,
+        "item": option.item,
+        "text": text if len(text) <= RECEIPT_TEXT_CHARS else text[:RECEIPT_TEXT_CHARS] + "...",
+        "error": None if envelope.error is None else envelope.error.type,
+        "attempts": envelope.attempts,
+        "cached": envelope.cached,
+        "output_tokens": envelope.usage.output_tokens,
+    }
 
 
 @app.task(name="chorus.fan_in", bind=True)

@@ -127,7 +127,7 @@ class Flower:
         return reply.json()
 
     def alive_workers(self) -> set[str]:
-        """Workers Flower knows from their events (heartbeats) and believes online."""
+        """Workers Flower believes online (it asks them through the broker)."""
         return {name for name, alive in self.api("/api/workers?status=true").items() if alive}
 
     def tasks(self, search: str = "") -> dict[str, dict[str, Any]]:
@@ -370,3 +370,17 @@ def samples(text: str, metric: str, /, **labels: str) -> list[float]:
         for sample in family.samples
         if sample.name == metric and labels.items() <= sample.labels.items()
     ]
+
+
+def task_events_on(log_dir: Path, count: int) -> bool:
+    """Whether Flower has turned task events on in each of ``count`` workers logging there.
+
+    Workers start with task events off (they cost CPU while nobody watches);
+    Flower turns them on in every worker it sees (its --enable_events, every
+    5 s), and each worker logs it. Until then Flower lists no task.
+    """
+    logs = sorted(log_dir.glob("*.log"))
+    return len(logs) == count and all(
+        "Events of group {task} enabled by remote" in log.read_text(errors="replace")
+        for log in logs
+    )

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -371,3 +372,18 @@ def test_the_cli_shows_status_and_lists_batches(
     assert batch_id in listing.stdout and "cli-run" in listing.stdout
     assert as_json["counts"]["complete"] == 6
     assert chorus("status", "no-such-batch").returncode == 2
+
+
+def test_a_waiting_producer_wakes_when_the_last_item_ends_not_at_its_next_poll(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # Given a producer waiting with a long poll interval (a read every 5 s at most)
+    batch = Batch.submit(prompts(tmp_path, 5, text="Wake me {i}."), max_tokens=20)
+    started = time.monotonic()
+    status = batch.wait(TIMEOUT_S, poll_s=60)
+    waited_s = time.monotonic() - started
+
+    # Then it returned as the last item ended: the worker's token woke it (a
+    # poll would have slept at least 5 s; five short calls take well under 5 s)
+    assert status.finished and status.count("complete") == 5
+    assert waited_s < 4.5, f"waited {waited_s:.1f} s: woken by a poll, not by the last item"

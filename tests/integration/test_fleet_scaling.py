@@ -23,7 +23,7 @@ from config.settings import FamilyLimits
 from localapi import LocalAPIServer
 from orchestration.batch import Batch
 from tests.integration.conftest import eventually, start_test_workers
-from tests.integration.fleet_helpers import running_flower
+from tests.integration.fleet_helpers import running_flower, task_events_on
 from workers.app import reconfigure
 from workers.ratelimit.backends.redis import RedisLimiter
 from workers.ratelimit.limitkey import api_fingerprint
@@ -60,7 +60,8 @@ def test_three_workers_share_one_limit_run_every_item_once_and_flower_lists_them
     workers = start_test_workers(chorus_env, 3, prefix="scale", concurrency=10, extra_env=extra)
     try:
         with running_flower({**chorus_env, **extra}, name="scale") as flower:
-            eventually(lambda: names <= flower.alive_workers(), timeout_s=30)
+            # Flower turns the workers' task events on (they start with them off)
+            eventually(lambda: task_events_on(workers.log_dir, 3), timeout_s=30)
 
             # When 63 items are submitted at once
             items = [{"id": f"item-{i}", "prompt": f"Scale item {i}."} for i in range(ITEMS)]

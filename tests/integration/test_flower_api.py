@@ -2,8 +2,9 @@
 
 Flower runs as ``celery -A orchestration.flowerapp flower`` (what the compose
 file runs) with basic auth, in the workers' environment. It learns about tasks
-from the workers' events, so it must be listening before a batch starts: the
-fixture waits until Flower has heard the workers' heartbeats.
+from the workers' events, which the workers start without (they cost CPU while
+nobody watches) and Flower turns on in every worker it sees: the fixture waits
+until every worker logs that Flower turned them on, which proves that too.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import pytest
 
 from orchestration.batch import Batch
 from tests.integration.conftest import FAKE_API_KEY, Workers, eventually
-from tests.integration.fleet_helpers import Flower, running_flower, samples
+from tests.integration.fleet_helpers import Flower, running_flower, samples, task_events_on
 
 
 @pytest.fixture(scope="module")
 def flower(chorus_env: dict[str, str], workers: Workers) -> Iterator[Flower]:
     # One Flower for the module: each test finds its own batch's tasks by id.
     with running_flower(chorus_env, name="api") as started:
-        # Flower sees a task only through events: wait until it hears the workers.
-        eventually(lambda: set(workers.names) <= started.alive_workers(), timeout_s=30)
+        # Flower sees a task only through events, which workers start without:
+        # wait until Flower has turned them on and hears every worker.
+        eventually(lambda: task_events_on(workers.log_dir, len(workers.names)), timeout_s=30)
         yield started
 
 

@@ -29,6 +29,7 @@ from tests.integration.fleet_helpers import (
     png_size,
     require,
     running_flower,
+    task_events_on,
 )
 
 SCREENSHOTS = OUTPUT / "screenshots"
@@ -45,7 +46,8 @@ def browser() -> str:
 @pytest.fixture(scope="module")
 def flower(chorus_env: dict[str, str], workers: Workers) -> Iterator[Flower]:
     with running_flower(chorus_env, name="browser") as started:
-        eventually(lambda: set(workers.names) <= started.alive_workers(), timeout_s=30)
+        # Workers start with task events off: wait until Flower turned them on.
+        eventually(lambda: task_events_on(workers.log_dir, len(workers.names)), timeout_s=30)
         yield started
 
 

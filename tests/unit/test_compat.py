@@ -7,9 +7,10 @@ from typing import Any
 
 import kombu.connection
 import kombu.message
+import kombu.transport.redis
 import pytest
 
-from workers.compat import tolerate_collected_connections
+from workers.compat import share_one_client_per_channel, tolerate_collected_connections
 
 
 class Transport:
@@ -69,3 +70,44 @@ def test_closing_a_channel_of_a_live_connection_still_raises() -> None:
 
     with pytest.raises(AttributeError):
         connection.maybe_close_channel(Channel(client=object()))
+
+
+class FakePool:
+    connection_kwargs: dict[str, Any] = {}
+
+
+class FakeClient:
+    def __init__(self, connection_pool: FakePool) -> None:
+        self.connection_pool = connection_pool
+
+
+class RedisChannel:
+    """What kombu's Redis Channel._create_client reads of its channel."""
+
+    Client = FakeClient
+
+    def __init__(self) -> None:
+        self.pool = FakePool()
+        self.async_pool = FakePool()
+
+
+def test_a_channel_builds_one_client_per_pool_not_one_per_operation() -> None:
+    share_one_client_per_channel()
+    create = kombu.transport.redis.Channel._create_client
+    channel = RedisChannel()
+
+    # Operations on one channel share one client over its pool
+    first = create(channel)
+    assert create(channel) is first
+    assert first.connection_pool is channel.pool
+
+    # A new pool (after a reconnect) gets a client of its own
+    channel.pool = FakePool()
+    second = create(channel)
+    assert second is not first
+    assert second.connection_pool is channel.pool
+
+    # The polling client (asynchronous) is still built as kombu builds it
+    polling = create(channel, asynchronous=True)
+    assert polling.connection_pool is channel.async_pool
+    assert create(channel, asynchronous=True) is not polling

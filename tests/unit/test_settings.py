@@ -108,3 +108,10 @@ def test_celery_config_carries_the_reliability_settings() -> None:
     assert conf["accept_content"] == ["json"]
     assert conf["task_serializer"] == "json"
     assert conf["broker_transport_options"]["visibility_timeout"] == 3600
+
+
+def test_chorus_worker_starts_two_processes_per_usable_cpu_unless_told() -> None:
+    from config.settings import WorkerSettings, usable_cpus
+
+    assert WorkerSettings().process_count == 2 * usable_cpus()
+    assert WorkerSettings(processes=3).process_count == 3

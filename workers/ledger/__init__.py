@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from workers import keys
 from workers.fanin.results import PatternResult
 from workers.models import Envelope
-from workers.ratelimit.backends.redis import LuaScript
+from workers.redisio import Command, LuaScript, run_together
 
 STATE_NAMES = {
     "p": "pending",
@@ -213,10 +213,18 @@ class Ledger:
     # --- worker side -------------------------------------------------------
 
     def start(self, batch_id: str, index: int) -> tuple[str, str]:
-        verdict, detail = self._start(
-            keys=[keys.batch(batch_id), keys.batch_items(batch_id)], args=[index]
+        """(verdict, detail): ``go`` (detail: the budget, if any), ``done``, ``gone`` or
+        ``stop`` (detail: why)."""
+        (started,) = run_together([self.start_command(batch_id, index)])
+        return started  # type: ignore[no-any-return]
+
+    def start_command(self, batch_id: str, index: int) -> Command:
+        """:meth:`start` as a command; its reply is the (verdict, detail) pair."""
+        return self._start.command(
+            keys=[keys.batch(batch_id), keys.batch_items(batch_id)],
+            args=[index],
+            then=lambda reply: (as_text(reply[0]), as_text(reply[1])),
         )
-        return as_text(verdict), as_text(detail)
 
     def move(
         self, batch_id: str, index: int, state: str, reason: str = "", wait_s: float = 0.0
@@ -235,9 +243,21 @@ class Ledger:
 
     def spend(self, batch_id: str, call: Envelope | None, reserved_micros: int = 0) -> None:
         """Count one call's tokens and cost (a vote's sample) and release its budget."""
-        self._spend(keys=[keys.batch(batch_id)], args=_spend_args(call, reserved_micros))
+        run_together(self.spend_commands(batch_id, call, reserved_micros))
+
+    def spend_commands(
+        self, batch_id: str, call: Envelope | None, reserved_micros: int = 0
+    ) -> list[Command]:
+        commands = [
+            self._spend.command(
+                keys=[keys.batch(batch_id)], args=_spend_args(call, reserved_micros)
+            )
+        ]
         if call is not None and not call.cached and call.cost_usd is None:
-            self._redis.hincrby(keys.batch(batch_id), "cost_unknown", 1)
+            commands.append(
+                Command(self._redis, ("HINCRBY", keys.batch(batch_id), "cost_unknown", 1))
+            )
+        return commands
 
     def finish(
         self,
@@ -255,7 +275,39 @@ class Ledger:
 
         Returns False when the item had already ended (a duplicate delivery).
         """
-        counted = self._finish(
+        (counted,) = run_together(
+            [
+                self.finish_command(
+                    batch_id,
+                    index,
+                    record,
+                    state=state,
+                    error_type=error_type,
+                    call=call,
+                    reserved_micros=reserved_micros,
+                    pause_message=pause_message,
+                )
+            ]
+        )
+        return bool(counted)
+
+    def finish_command(
+        self,
+        batch_id: str,
+        index: int,
+        record: dict[str, Any],
+        *,
+        state: str,
+        error_type: str = "",
+        call: Envelope | None = None,
+        reserved_micros: int = 0,
+        pause_message: str = "",
+    ) -> Command:
+        """:meth:`finish` as a command; its reply is whether the item ended now."""
+        # A call of a model without a price counts in cost_unknown (in the script,
+        # and only when the item ends now: a duplicate counts nothing).
+        unknown = int(call is not None and not call.cached and call.cost_usd is None)
+        return self._finish.command(
             keys=[*keys.batch_keys(batch_id)],
             args=[
                 index,
@@ -265,11 +317,10 @@ class Ledger:
                 error_type,
                 pause_message,
                 self._expires_s,
+                unknown,
             ],
+            then=bool,
         )
-        if counted and call is not None and not call.cached and call.cost_usd is None:
-            self._redis.hincrby(keys.batch(batch_id), "cost_unknown", 1)
-        return bool(counted)
 
     # --- producer side -----------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class LimiterState:
     cooldowns: int = 0
 
 
+if TYPE_CHECKING:
+    from workers.redisio import Command
+
+
 class RateLimiter(abc.ABC):
     """Reserves capacity in the buckets of one limit key."""
 
@@ -98,6 +103,13 @@ class RateLimiter(abc.ABC):
         remaining or a limit lower than our own view pulls our buckets down,
         never up.
         """
+
+    def settle_command(
+        self, reservation: Reservation, used: Cost, headers: Mapping[str, str] | None = None
+    ) -> Command | None:
+        """:meth:`settle` as a command to send with others (workers.redisio), or None
+        when this limiter cannot (then call :meth:`settle`)."""
+        return None
 
     @abc.abstractmethod
     def cooldown(self, key: str, seconds: float) -> None:

@@ -1,7 +1,8 @@
 -- finish.lua: an item ended; store its result and count it, once.
 --
 -- KEYS[1]  the batch hash    KEYS[2]  its items hash    KEYS[3]  its results hash
--- KEYS[4..] every key of the batch, to expire together when it is done
+-- KEYS[4..] every key of the batch, to expire together when it is done;
+--           KEYS[6] the list a token is pushed to then, for waiting producers
 -- ARGV[1]  the item's index
 -- ARGV[2]  its final state: c, f, x, b or z
 -- ARGV[3]  its result, JSON
@@ -11,6 +12,7 @@
 -- ARGV[12] the error type ('' when it succeeded)
 -- ARGV[13] a message to pause the batch with ('' for none): the first 401
 -- ARGV[14] seconds to keep the batch once it is done
+-- ARGV[15] 1 if its call's model has no price (counted in cost_unknown)
 --
 -- Returns 1 if counted, 0 if the item had already ended (a duplicate) or the
 -- batch no longer exists.
@@ -29,6 +31,9 @@ add_spend(batch, 4)
 if ARGV[12] ~= '' then
   redis.call('HINCRBY', batch, 'err:' .. ARGV[12], 1)
 end
+if ARGV[15] == '1' then
+  redis.call('HINCRBY', batch, 'cost_unknown', 1)
+end
 if ARGV[13] ~= '' and redis.call('HSETNX', batch, 'pause_message', ARGV[13]) == 1 then
   redis.call('HSET', batch, 'stop', 'paused', 'state', 'paused')
 end
@@ -41,6 +46,7 @@ for i = 3, 6 do
 end
 if ended == total and tonumber(meta[2]) == total then
   redis.call('HSET', batch, 'state', 'done', 'ended_at', now_ms())
+  redis.call('RPUSH', KEYS[6], 1)
   for i = 1, #KEYS do
     redis.call('EXPIRE', KEYS[i], tonumber(ARGV[14]))
   end

@@ -14,11 +14,9 @@ Warning:
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import Any
 
 import redis
 
@@ -33,6 +31,7 @@ from workers.ratelimit.backend import (
     Reservation,
 )
 from workers.ratelimit.limitkey import family_of_key
+from workers.redisio import Command, LuaScript
 
 BUCKETS = ("requests", "input_tokens", "output_tokens")
 _BINDING = {0: "", 1: "requests", 2: "input_tokens", 3: "output_tokens", 4: "cooldown"}
@@ -45,30 +44,6 @@ def load_script(name: str) -> str:
     """A limiter script with the shared prelude (common.lua) in front of it."""
     folder = resources.files("workers.ratelimit") / "lua"
     return (folder / "common.lua").read_text() + "\n" + (folder / name).read_text()
-
-
-class LuaScript:
-    """A script run with EVALSHA, loaded again when Redis answers NOSCRIPT.
-
-    What ``redis.Redis.register_script`` does, without its per-call overhead
-    (about a fifth of a reservation's client time here).
-    """
-
-    def __init__(self, client: redis.Redis, source: str) -> None:
-        self._redis = client
-        self._source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __call__(self, keys: Sequence[str], args: Sequence[int | str]) -> Any:
-        try:
-            return self._redis.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self.sha, len(keys), *keys, *args
-            )
-        except redis.exceptions.NoScriptError:
-            self._redis.script_load(self._source)
-            return self._redis.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self.sha, len(keys), *keys, *args
-            )
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int:
@@ -137,6 +112,19 @@ class RedisLimiter(RateLimiter):
     def settle(
         self, reservation: Reservation, used: Cost, headers: Mapping[str, str] | None = None
     ) -> None:
+        try:
+            self._settle(*self._settle_keys_args(reservation, used, headers))
+        except redis.RedisError as exc:
+            raise LimiterUnavailable(f"the rate limiter's Redis cannot be reached: {exc}") from exc
+
+    def settle_command(
+        self, reservation: Reservation, used: Cost, headers: Mapping[str, str] | None = None
+    ) -> Command:
+        return self._settle.command(*self._settle_keys_args(reservation, used, headers))
+
+    def _settle_keys_args(
+        self, reservation: Reservation, used: Cost, headers: Mapping[str, str] | None
+    ) -> tuple[list[str], list[int | str]]:
         refund = reservation.cost.minus(used)
         headers = headers or {}
         remaining = [
@@ -145,23 +133,18 @@ class RedisLimiter(RateLimiter):
         server_limits = [
             _header_int(headers, f"anthropic-ratelimit-{n}-limit") for n in _HEADER_NAMES
         ]
-        try:
-            _, capacities, per_minute = self._shape(reservation.key)
-            self._settle(
-                keys=[keys.limit(reservation.key)],
-                args=[
-                    refund.requests,
-                    refund.input_tokens,
-                    refund.output_tokens,
-                    *capacities,
-                    *per_minute,
-                    *remaining,
-                    *server_limits,
-                    TTL_MS,
-                ],
-            )
-        except redis.RedisError as exc:
-            raise LimiterUnavailable(f"the rate limiter's Redis cannot be reached: {exc}") from exc
+        # The shape is cached after the reservation: no Redis call here.
+        _, capacities, per_minute = self._shape(reservation.key)
+        return [keys.limit(reservation.key)], [
+            refund.requests,
+            refund.input_tokens,
+            refund.output_tokens,
+            *capacities,
+            *per_minute,
+            *remaining,
+            *server_limits,
+            TTL_MS,
+        ]
 
     def cooldown(self, key: str, seconds: float) -> None:
         try:
