@@ -130,6 +130,11 @@ class Flower:
         """Workers Flower believes online (it asks them through the broker)."""
         return {name for name, alive in self.api("/api/workers?status=true").items() if alive}
 
+    def hears(self, names: set[str]) -> bool:
+        """Whether Flower has had a heartbeat from every worker in ``names``."""
+        body = self.get("/metrics").body
+        return all(samples(body, "flower_worker_online", worker=name) == [1.0] for name in names)
+
     def tasks(self, search: str = "") -> dict[str, dict[str, Any]]:
         query = (
             f"?limit=100000&search={urllib.request.quote(search)}" if search else "?limit=100000"

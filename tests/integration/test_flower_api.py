@@ -25,7 +25,13 @@ def flower(chorus_env: dict[str, str], workers: Workers) -> Iterator[Flower]:
     with running_flower(chorus_env, name="api") as started:
         # Flower sees a task only through events, which workers start without:
         # wait until Flower has turned them on and hears every worker.
-        eventually(lambda: task_events_on(workers.log_dir, len(workers.names)), timeout_s=30)
+        eventually(
+            lambda: (
+                task_events_on(workers.log_dir, len(workers.names))
+                and started.hears(set(workers.names))
+            ),
+            timeout_s=30,
+        )
         yield started
 
 
