@@ -124,8 +124,9 @@ def execute(
     ``looked``: the caller already sent :meth:`ResultStore.look_commands` with
     its own first commands, and these are :meth:`ResultStore.looked`'s answer.
     ``writes``: the caller's commands to send with the call's own at the end,
-    whatever the outcome; they are retried until Redis answers, as the
-    result's own write is, so they must be safe to run twice.
+    whatever the outcome; if Redis is away they are retried until it answers,
+    as the result's own write is (a reply lost after Redis ran them runs
+    them again: make them idempotent where that matters, as ending an item is).
     """
     key = request.key()
     started = deps.clock()
