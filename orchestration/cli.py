@@ -318,6 +318,20 @@ def vote_cmd(
 ASPECT_PROMPT = "Review the document below for {aspect}. Be specific and brief.\n\n{document}"
 
 
+def _aspect_requests(
+    document: str, aspects: tuple[str, ...], model: str | None, max_tokens: int
+) -> dict[str, Any]:
+    """One request per distinct aspect, in the order given, each reading ``document``."""
+    from orchestration.client import request_from_prompt
+
+    return {
+        a: request_from_prompt(
+            ASPECT_PROMPT.format(aspect=a, document=document), model=model, max_tokens=max_tokens
+        )
+        for a in dict.fromkeys(aspects)
+    }
+
+
 @main.command("section")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--aspect", "aspects", multiple=True, required=True, help="One section per aspect.")
@@ -334,7 +348,7 @@ def section_cmd(
     as_json: bool,
 ) -> None:
     """Review FILE once per --aspect in parallel; merge the sections."""
-    from orchestration.client import DEFAULT_MAX_TOKENS, request_from_prompt
+    from orchestration.client import DEFAULT_MAX_TOKENS
     from orchestration.patterns import Section
 
     document = _read_document(file)
@@ -342,12 +356,7 @@ def section_cmd(
 
     def start() -> Any:
         limit = max_tokens or DEFAULT_MAX_TOKENS
-        requests = {
-            a: request_from_prompt(
-                ASPECT_PROMPT.format(aspect=a, document=document), model=model, max_tokens=limit
-            )
-            for a in dict.fromkeys(aspects)
-        }
+        requests = _aspect_requests(document, aspects, model, limit)
         return Section(
             requests,
             merge=merge,  # type: ignore[arg-type]
@@ -375,7 +384,7 @@ def fanout_cmd(
     as_json: bool,
 ) -> None:
     """Research FILE from each --aspect in parallel, then synthesise one answer."""
-    from orchestration.client import DEFAULT_MAX_TOKENS, request_from_prompt
+    from orchestration.client import DEFAULT_MAX_TOKENS
     from orchestration.patterns import FanOut
 
     document = _read_document(file)
@@ -383,12 +392,7 @@ def fanout_cmd(
 
     def start() -> Any:
         limit = max_tokens or DEFAULT_MAX_TOKENS
-        requests = {
-            a: request_from_prompt(
-                ASPECT_PROMPT.format(aspect=a, document=document), model=model, max_tokens=limit
-            )
-            for a in dict.fromkeys(aspects)
-        }
+        requests = _aspect_requests(document, aspects, model, limit)
         return FanOut(
             requests,
             synthesize,

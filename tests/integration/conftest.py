@@ -13,6 +13,8 @@ reach it over HTTP. Their logs go to ``test-output/workers/``.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -171,3 +173,14 @@ def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s:g} s")
         time.sleep(interval_s)
+
+
+def chorus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``chorus`` command in a process of its own, with this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", *args],
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

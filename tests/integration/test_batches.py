@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +14,7 @@ from celery.signals import before_task_publish
 
 from localapi import LocalAPIServer
 from orchestration.batch import Batch
-from tests.integration.conftest import FAKE_API_KEY, Workers, eventually
+from tests.integration.conftest import FAKE_API_KEY, Workers, chorus, eventually
 from workers import keys
 
 TIMEOUT_S = 60
@@ -32,16 +29,6 @@ def prompts(tmp_path: Path, count: int, text: str = "Summarise review {i}.") -> 
     return jsonl(
         tmp_path / "items.jsonl",
         [{"id": f"item-{i:03d}", "prompt": text.format(i=i)} for i in range(count)],
-    )
-
-
-def chorus(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", *args],
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
 
 

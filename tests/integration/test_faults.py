@@ -36,6 +36,7 @@ from orchestration.embedded import (
 from tests.integration.conftest import (
     FAKE_API_KEY,
     Workers,
+    chorus,
     eventually,
     start_test_workers,
 )
@@ -91,16 +92,6 @@ def fleet(
     finally:
         for workers in started:
             workers.fleet.stop()
-
-
-def chorus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", *args],
-        env=env or dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def results_by_id(batch: Batch) -> dict[str, dict[str, Any]]:

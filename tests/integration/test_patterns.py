@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +15,7 @@ from config.settings import get_settings
 from localapi import LocalAPIServer
 from orchestration.client import request_from_prompt as ask
 from orchestration.patterns import Section, Vote, fan_out_fan_in, sectioning, voting
-from tests.integration.conftest import Workers, eventually, start_test_workers
+from tests.integration.conftest import Workers, chorus, eventually, start_test_workers
 from workers.app import app, reconfigure
 from workers.fanin.voting import normalize
 from workers.runtime import redis_client
@@ -291,16 +288,6 @@ def test_early_stop_revokes_outstanding_samples(
     assert all(b.error is not None and b.error.type == "revoked" for b in revoked)
 
 
-def _chorus(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", *args],
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_the_vote_command_prints_the_winner_the_table_and_the_bill(
     workers: Workers, local_api: LocalAPIServer
 ) -> None:
@@ -313,7 +300,7 @@ def test_the_vote_command_prints_the_winner_the_table_and_the_bill(
         ]
     )
 
-    done = _chorus("vote", "-n", "3", "Best editor?")
+    done = chorus("vote", "-n", "3", "Best editor?")
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().casefold().strip(".") == "vim"
@@ -334,7 +321,7 @@ def test_the_section_command_reviews_a_file_per_aspect(
         ]
     )
 
-    done = _chorus("section", "--aspect", "clarity", "--aspect", "accuracy", str(document))
+    done = chorus("section", "--aspect", "clarity", "--aspect", "accuracy", str(document))
 
     assert done.returncode == 0, done.stderr
     assert "## clarity\n\nClear." in done.stdout
@@ -346,7 +333,7 @@ def test_the_section_command_refuses_an_empty_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.md"
     empty.write_text("  \n")
 
-    done = _chorus("section", "--aspect", "clarity", str(empty))
+    done = chorus("section", "--aspect", "clarity", str(empty))
 
     assert done.returncode == 2
     assert f"{empty} is empty" in done.stderr

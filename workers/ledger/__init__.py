@@ -241,13 +241,10 @@ class Ledger:
         value = self._redis.hget(keys.batch(batch_id), "stop")
         return None if value is None else as_text(value)
 
-    def spend(self, batch_id: str, call: Envelope | None, reserved_micros: int = 0) -> None:
-        """Count one call's tokens and cost (a vote's sample) and release its budget."""
-        run_together(self.spend_commands(batch_id, call, reserved_micros))
-
     def spend_commands(
         self, batch_id: str, call: Envelope | None, reserved_micros: int = 0
     ) -> list[Command]:
+        """Count one call's tokens and cost (a vote's sample) and release its budget."""
         commands = [
             self._spend.command(
                 keys=[keys.batch(batch_id)], args=_spend_args(call, reserved_micros)
@@ -258,38 +255,6 @@ class Ledger:
                 Command(self._redis, ("HINCRBY", keys.batch(batch_id), "cost_unknown", 1))
             )
         return commands
-
-    def finish(
-        self,
-        batch_id: str,
-        index: int,
-        record: dict[str, Any],
-        *,
-        state: str,
-        error_type: str = "",
-        call: Envelope | None = None,
-        reserved_micros: int = 0,
-        pause_message: str = "",
-    ) -> bool:
-        """End an item once: its state, its result, and its own call's spend.
-
-        Returns False when the item had already ended (a duplicate delivery).
-        """
-        (counted,) = run_together(
-            [
-                self.finish_command(
-                    batch_id,
-                    index,
-                    record,
-                    state=state,
-                    error_type=error_type,
-                    call=call,
-                    reserved_micros=reserved_micros,
-                    pause_message=pause_message,
-                )
-            ]
-        )
-        return bool(counted)
 
     def finish_command(
         self,
@@ -303,7 +268,11 @@ class Ledger:
         reserved_micros: int = 0,
         pause_message: str = "",
     ) -> Command:
-        """:meth:`finish` as a command; its reply is whether the item ended now."""
+        """End an item once: its state, its result, and its own call's spend.
+
+        The command's reply is False when the item had already ended (a
+        duplicate delivery) or the batch no longer exists.
+        """
         # A call of a model without a price counts in cost_unknown (in the script,
         # and only when the item ends now: a duplicate counts nothing).
         unknown = int(call is not None and not call.cached and call.cost_usd is None)
