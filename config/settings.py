@@ -65,8 +65,8 @@ class AnthropicSettings(_Section):
     default_model: str = Field(DEFAULT_MODEL, min_length=1)
     request_timeout_s: PositiveFloat = 600.0
     connect_timeout_s: PositiveFloat = 5.0
-    # One pool per worker process; 1000 is the SDK's own default and covers
-    # any sensible thread count.
+    # HTTP connections per worker process, one per thread making a call; a
+    # thread past this many waits for one. 1000 is the SDK's own default.
     max_connections: int = Field(1000, ge=1)
 
 
@@ -147,14 +147,19 @@ class WorkerSettings(_Section):
 class FamilyLimits(_Section):
     """One model family's rate limits, as Anthropic enforces them per organisation.
 
-    The buckets hold ``burst_s`` seconds' worth of refill: 60 (a minute's
-    worth) is how Anthropic's own buckets behave; less smooths bursts.
+    The buckets hold ``burst_s`` seconds' worth of refill. Anthropic's own
+    buckets hold a minute's worth; ours hold 59 seconds' by default. The
+    second held back absorbs the jitter between our clock and the API's: we
+    reserve when a call is about to leave, the API counts it when it
+    arrives, and a call that arrives sooner after its reservation than the
+    burst's first one did would otherwise find the API's bucket a fraction
+    of a token short, and be refused with a 429. Less smooths bursts further.
     """
 
     requests_per_minute: int = Field(4_000, ge=0)
     input_tokens_per_minute: int = Field(2_000_000, ge=0)
     output_tokens_per_minute: int = Field(400_000, ge=0)
-    burst_s: float = Field(60.0, gt=0, le=60)
+    burst_s: float = Field(59.0, gt=0, le=60)
     # A bucket's capacity set outright, overriding burst_s for that bucket.
     requests_capacity: int | None = Field(None, ge=0)
     input_tokens_capacity: int | None = Field(None, ge=0)

@@ -22,6 +22,7 @@ SMALL = FamilyLimits(
     requests_per_minute=60,  # 1 per second
     input_tokens_per_minute=60_000,
     output_tokens_per_minute=6_000,  # 100 per second
+    burst_s=60,  # buckets of a full minute: round numbers for the mechanics
     max_wait_s=30,
 )
 

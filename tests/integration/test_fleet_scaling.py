@@ -82,7 +82,8 @@ def test_three_workers_share_one_limit_run_every_item_once_and_flower_lists_them
         workers.fleet.stop()
 
     # Then every item completed, once, and nothing was paid for twice
-    assert status.finished and status.count("complete") == ITEMS, status.counts
+    failed = [(r["id"], r.get("error")) for r in batch.results() if not r["ok"]]
+    assert status.finished and status.count("complete") == ITEMS, (status.counts, failed)
     assert status.calls == ITEMS
     stats = limited_api.stats()
     assert stats["paid"] == ITEMS and stats["duplicates_paid"] == 0

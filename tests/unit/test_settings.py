@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from config import DEFAULT_MODEL, SettingsError, celery_config, load_settings
+from config.settings import FamilyLimits
 
 
 def test_defaults_point_at_local_redis_and_a_current_model() -> None:
@@ -115,3 +116,15 @@ def test_chorus_worker_starts_two_processes_per_usable_cpu_unless_told() -> None
 
     assert WorkerSettings().process_count == 2 * usable_cpus()
     assert WorkerSettings(processes=3).process_count == 3
+
+
+def test_buckets_hold_back_one_second_of_refill_by_default() -> None:
+    # The API counts a call when it arrives, later than we reserved it: a
+    # second of refill kept back absorbs that jitter (the 429 it caused was
+    # seen in test_fleet_scaling, 2 runs in 5).
+    limits = FamilyLimits(
+        requests_per_minute=60, input_tokens_per_minute=600_000, output_tokens_per_minute=6_000
+    )
+    assert limits.capacities() == [59, 590_000, 5_900]
+    assert limits.per_minute() == [60, 600_000, 6_000]
+    assert FamilyLimits(requests_per_minute=60, burst_s=60).capacities()[0] == 60
