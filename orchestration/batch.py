@@ -374,6 +374,10 @@ class Batch:
                 ).start()
             return
         with app.producer_or_acquire() as producer, producer.batch(CHUNK):
+            # Declared once here, not per message: kombu binds a copy of the
+            # queue for every publish that declares it (a fifth of its cost).
+            queue = app.amqp.queues[app.conf.task_default_queue]
+            producer.maybe_declare(queue)
             for index, item_id, request in items:
                 app.signature(
                     "chorus.call",
@@ -383,7 +387,7 @@ class Batch:
                     ),
                     argsrepr=argsrepr(request, batch_id=self.id, item_id=item_id),
                     kwargsrepr="{}",
-                ).apply_async(producer=producer, ignore_result=True)
+                ).apply_async(producer=producer, ignore_result=True, declare=[], queue=queue)
 
     def _done_if_nothing_left(self) -> None:
         status = self.progress()

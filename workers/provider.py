@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import email.utils
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,8 +66,82 @@ def _limit_headers(headers: httpx2.Headers) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.startswith(RATELIMIT_HEADER_PREFIX)}
 
 
+class ClientPool:
+    """SDK clients of one HTTP connection each, lent to one thread at a time.
+
+    One client shared by every thread would do, but its connection pool walks
+    all the connections it holds on each request and again on each response:
+    with 250 threads a call paid for 250 connections' checks. Here a thread
+    borrows a client (O(1)), so each request sees one connection, and at most
+    ``size`` connections are open: a thread past that waits for one.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout_s: float,
+        connect_timeout_s: float,
+        size: int,
+    ) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout = httpx2.Timeout(timeout_s, connect=connect_timeout_s)
+        self._size = size
+        # Building an SSL context costs about 20 ms of CPU: one for every client.
+        self._ssl = httpx2.create_ssl_context()
+        self._idle: list[anthropic.Anthropic] = []
+        self._all: list[anthropic.Anthropic] = []
+        self._changed = threading.Condition()
+
+    def _new(self) -> anthropic.Anthropic:
+        http_client = anthropic.DefaultHttpxClient(
+            limits=httpx2.Limits(max_connections=1, max_keepalive_connections=1),
+            timeout=self._timeout,
+            verify=self._ssl,
+        )
+        # A placeholder keeps the SDK from hunting for profiles on disk; no
+        # call is made without a real key (see Provider.send()).
+        return anthropic.Anthropic(
+            api_key=self._api_key or "missing",
+            base_url=self._base_url,
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    @contextmanager
+    def client(self) -> Iterator[anthropic.Anthropic]:
+        """A client for this thread alone until the block ends."""
+        with self._changed:
+            while not self._idle and len(self._all) >= self._size:
+                self._changed.wait()
+            if self._idle:
+                # The most recently used: its connection is the likeliest alive.
+                client = self._idle.pop()
+            else:
+                client = self._new()
+                self._all.append(client)
+        try:
+            yield client
+        finally:
+            with self._changed:
+                self._idle.append(client)
+                self._changed.notify()
+
+    @property
+    def open_clients(self) -> int:
+        return len(self._all)
+
+    def close(self) -> None:
+        with self._changed:
+            clients, self._all, self._idle = self._all, [], []
+        for client in clients:
+            client.close()
+
+
 class Provider:
-    """An SDK client, built once per worker process and shared by its threads."""
+    """The Messages API for a worker process, shared by its threads."""
 
     def __init__(
         self,
@@ -77,24 +154,16 @@ class Provider:
     ) -> None:
         self._has_key = api_key is not None
         self._connect_timeout_s = connect_timeout_s
-        http_client = anthropic.DefaultHttpxClient(
-            limits=httpx2.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-            ),
-            timeout=httpx2.Timeout(timeout_s, connect=connect_timeout_s),
-        )
-        # A placeholder keeps the SDK from hunting for profiles on disk; no
-        # call is made without a real key (see send()).
-        self._client = anthropic.Anthropic(
-            api_key=api_key or "missing",
+        self._clients = ClientPool(
+            api_key=api_key,
             base_url=base_url,
-            max_retries=0,
-            http_client=http_client,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            size=max_connections,
         )
 
     def close(self) -> None:
-        self._client.close()
+        self._clients.close()
 
     def count_tokens(self, request: CallRequest, *, timeout_s: float = 10.0) -> int:
         """The exact input tokens of ``request``, from the API (one request more).
@@ -104,7 +173,8 @@ class Provider:
         """
         params = {k: v for k, v in request.api_params().items() if k in COUNT_TOKENS_PARAMS}
         try:
-            counted = self._client.messages.count_tokens(**params, timeout=timeout_s)
+            with self._clients.client() as client:
+                counted = client.messages.count_tokens(**params, timeout=timeout_s)
         except anthropic.APIStatusError as exc:
             raise translate_status_error(exc) from exc
         except anthropic.APITimeoutError as exc:
@@ -130,12 +200,18 @@ class Provider:
             extra_body = request.sampling_params()
         started = time.perf_counter()
         try:
-            raw = self._client.messages.with_raw_response.create(
-                **request.api_params(),
-                extra_headers=headers,
-                extra_body=extra_body,
-                timeout=httpx2.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s)),
-            )
+            with self._clients.client() as client:
+                raw = client.messages.with_raw_response.create(
+                    **request.api_params(),
+                    extra_headers=headers,
+                    extra_body=extra_body,
+                    timeout=httpx2.Timeout(
+                        timeout_s, connect=min(self._connect_timeout_s, timeout_s)
+                    ),
+                )
+                # Read (a no-op: the SDK reads non-streamed bodies) before the
+                # client, and its one connection, goes back to the pool.
+                raw.http_response.read()
         except anthropic.APIStatusError as exc:
             raise translate_status_error(exc) from exc
         except anthropic.APITimeoutError as exc:

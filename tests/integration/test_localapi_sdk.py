@@ -196,3 +196,30 @@ def test_the_x_api_key_header_is_accepted_too(server: LocalAPIServer) -> None:
     answer = httpx2.post(f"{server.url}/v1/messages", json=body, headers=headers)
     assert answer.status_code == 200
     assert answer.json()["usage"]["output_tokens"] <= 20
+
+
+def test_the_workers_provider_serves_many_threads_over_a_bounded_set_of_connections(
+    server: LocalAPIServer,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workers.models import CallRequest
+    from workers.provider import Provider
+
+    provider = Provider(api_key=KEY, base_url=server.url, max_connections=4)
+    request = CallRequest.model_validate({"model": MODEL, "max_tokens": 50, "messages": USER})
+
+    def call(index: int) -> tuple[str, int]:
+        reply = provider.send(request, timeout_s=10, key=f"k{index}")
+        return reply.message["content"][0]["text"], provider.count_tokens(request)
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(call, range(48)))
+        assert len(answers) == 48
+        assert all(text and counted == 9 for text, counted in answers)
+        # 16 threads, at most 4 connections: the others waited their turn.
+        assert 1 <= provider._clients.open_clients <= 4
+    finally:
+        provider.close()
+    assert httpx2.get(f"{server.url}/_mock/stats").json()["requests"] == 48
