@@ -94,6 +94,7 @@ class ClientPool:
         self._idle: list[anthropic.Anthropic] = []
         self._all: list[anthropic.Anthropic] = []
         self._changed = threading.Condition()
+        self._generation = 0  # one more at each close(): lent clients are then stale
 
     def _new(self) -> anthropic.Anthropic:
         http_client = anthropic.DefaultHttpxClient(
@@ -116,6 +117,7 @@ class ClientPool:
         with self._changed:
             while not self._idle and len(self._all) >= self._size:
                 self._changed.wait()
+            generation = self._generation
             if self._idle:
                 # The most recently used: its connection is the likeliest alive.
                 client = self._idle.pop()
@@ -126,17 +128,23 @@ class ClientPool:
             yield client
         finally:
             with self._changed:
-                self._idle.append(client)
-                self._changed.notify()
+                returned = generation == self._generation
+                if returned:
+                    self._idle.append(client)
+                    self._changed.notify()
+            if not returned:  # the pool was closed while it was lent
+                client.close()
 
     @property
     def open_clients(self) -> int:
         return len(self._all)
 
     def close(self) -> None:
+        """Close the idle clients now, and each lent one when it comes back."""
         with self._changed:
-            clients, self._all, self._idle = self._all, [], []
-        for client in clients:
+            idle, self._all, self._idle = self._idle, [], []
+            self._generation += 1
+        for client in idle:
             client.close()
 
 

@@ -114,3 +114,12 @@ def test_close_closes_every_client(make_pool: Any) -> None:
     pool.close()
     assert all(client.closed for client in clients)
     assert pool.open_clients == 0
+
+
+def test_a_client_lent_when_the_pool_closes_is_closed_on_return(make_pool: Any) -> None:
+    pool = make_pool(2)
+    with pool.client() as lent:
+        pool.close()
+        assert not lent.closed
+    assert lent.closed
+    assert pool.open_clients == 0
