@@ -135,6 +135,11 @@ class Flower:
         body = self.get("/metrics").body
         return all(samples(body, "flower_worker_online", worker=name) == [1.0] for name in names)
 
+    def sees_tasks_of(self, log_dir: Path, names: Sequence[str]) -> bool:
+        """Whether Flower hears every worker in ``names`` and has turned their task
+        events on (they start without), so it will list their tasks."""
+        return task_events_on(log_dir, len(names)) and self.hears(set(names))
+
     def tasks(self, search: str = "") -> dict[str, dict[str, Any]]:
         query = (
             f"?limit=100000&search={urllib.request.quote(search)}" if search else "?limit=100000"

@@ -16,7 +16,7 @@ import pytest
 
 from orchestration.batch import Batch
 from tests.integration.conftest import FAKE_API_KEY, Workers, eventually
-from tests.integration.fleet_helpers import Flower, running_flower, samples, task_events_on
+from tests.integration.fleet_helpers import Flower, running_flower, samples
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +25,7 @@ def flower(chorus_env: dict[str, str], workers: Workers) -> Iterator[Flower]:
     with running_flower(chorus_env, name="api") as started:
         # Flower sees a task only through events, which workers start without:
         # wait until Flower has turned them on and hears every worker.
-        eventually(
-            lambda: (
-                task_events_on(workers.log_dir, len(workers.names))
-                and started.hears(set(workers.names))
-            ),
-            timeout_s=30,
-        )
+        eventually(lambda: started.sees_tasks_of(workers.log_dir, workers.names), timeout_s=30)
         yield started
 
 

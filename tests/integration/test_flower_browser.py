@@ -29,7 +29,6 @@ from tests.integration.fleet_helpers import (
     png_size,
     require,
     running_flower,
-    task_events_on,
 )
 
 SCREENSHOTS = OUTPUT / "screenshots"
@@ -47,13 +46,7 @@ def browser() -> str:
 def flower(chorus_env: dict[str, str], workers: Workers) -> Iterator[Flower]:
     with running_flower(chorus_env, name="browser") as started:
         # Workers start with task events off: wait until Flower turned them on.
-        eventually(
-            lambda: (
-                task_events_on(workers.log_dir, len(workers.names))
-                and started.hears(set(workers.names))
-            ),
-            timeout_s=30,
-        )
+        eventually(lambda: started.sees_tasks_of(workers.log_dir, workers.names), timeout_s=30)
         yield started
 
 
