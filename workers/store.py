@@ -61,10 +61,6 @@ class ResultStore:
         self._held_lock = threading.Lock()
         self._keeper: threading.Thread | None = None
 
-    def get(self, call_key: str) -> Envelope | None:
-        raw = self._redis.get(keys.result(self._endpoint, call_key))
-        return None if raw is None else Envelope.model_validate_json(raw)
-
     def put(self, envelope: Envelope) -> None:
         if envelope.ok:
             run_together([self.put_command(envelope)])
@@ -83,11 +79,17 @@ class ResultStore:
 
     def claim(self, call_key: str, owner: str) -> bool:
         """Take the claim on ``call_key``; False when another owner holds it."""
-        key = keys.claim(self._endpoint, call_key)
-        if not self._redis.set(key, owner, nx=True, px=self._claim_ttl_ms):
-            return False
-        self._hold(key, owner)
-        return True
+        [claimed] = run_together([self._claim_command(call_key, owner)])
+        if claimed:
+            self._hold(keys.claim(self._endpoint, call_key), owner)
+        return bool(claimed)
+
+    def _claim_command(self, call_key: str, owner: str) -> Command:
+        return Command(
+            self._redis,
+            ("SET", keys.claim(self._endpoint, call_key), owner, "NX", "PX", self._claim_ttl_ms),
+            then=bool,
+        )
 
     def look_commands(self, call_key: str, owner: str) -> list[Command]:
         """Try the claim on ``call_key``, then read its stored result: one round trip.
@@ -97,18 +99,7 @@ class ResultStore:
         until we store it. Read the replies with :meth:`looked`.
         """
         return [
-            Command(
-                self._redis,
-                (
-                    "SET",
-                    keys.claim(self._endpoint, call_key),
-                    owner,
-                    "NX",
-                    "PX",
-                    self._claim_ttl_ms,
-                ),
-                then=bool,
-            ),
+            self._claim_command(call_key, owner),
             Command(self._redis, ("GET", keys.result(self._endpoint, call_key))),
         ]
 
