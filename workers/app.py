@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_after_setup
+from celery.signals import celeryd_after_setup, celeryd_init
 
 from config.celery import celery_config
 from config.settings import Settings, SettingsError, get_settings
@@ -45,6 +46,43 @@ def _quiet_per_task_lines(**_: Any) -> None:
 
 
 celeryd_after_setup.connect(_quiet_per_task_lines, weak=False)
+
+# Connections a worker's broker channel may open beyond one per pool slot:
+# the consumer's own, the event dispatcher's, the unacked-message sweep.
+SPARE_BROKER_CONNECTIONS = 8
+
+
+def broker_connections_for(concurrency: int, transport_options: dict[str, Any]) -> dict[str, Any]:
+    """``transport_options`` with room for every pool slot to acknowledge at once.
+
+    kombu's Redis transport caps each channel's connection pool at 10. With
+    ``task_acks_late`` every task acknowledges its own message from its own
+    slot, so more than 10 slots finishing together run out: redis-py raises
+    ``MaxConnectionsError``, Celery logs "Couldn't ack", and the message comes
+    back after the visibility timeout (its result is stored, so it is not
+    paid twice, but it runs again an hour later). The gevent pool hits this at
+    once (hundreds of failed acks in 5,000 calls); the threads pool rarely,
+    since its slots take turns at the GIL. A connection is opened only when
+    needed, so the larger cap costs nothing until then.
+    """
+    needed = concurrency + SPARE_BROKER_CONNECTIONS
+    current = int(transport_options.get("max_connections") or 10)
+    return {**transport_options, "max_connections": max(current, needed)}
+
+
+def _room_for_every_slot(conf: Any = None, options: dict[str, Any] | None = None, **_: Any) -> None:
+    """Sent before the worker connects: its ``--concurrency`` is known by then."""
+    concurrency = (options or {}).get("concurrency") or conf.worker_concurrency
+    try:
+        slots = int(concurrency)
+    except (TypeError, ValueError):
+        slots = os.cpu_count() or 1  # Celery's default (or "auto"): one per CPU
+    conf.broker_transport_options = broker_connections_for(
+        slots, dict(conf.broker_transport_options or {})
+    )
+
+
+celeryd_init.connect(_room_for_every_slot, weak=False)
 
 
 def _load() -> Celery:

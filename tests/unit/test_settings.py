@@ -128,3 +128,26 @@ def test_buckets_hold_back_one_second_of_refill_by_default() -> None:
     assert limits.capacities() == [59, 590_000, 5_900]
     assert limits.per_minute() == [60, 600_000, 6_000]
     assert FamilyLimits(requests_per_minute=60, burst_s=60).capacities()[0] == 60
+
+
+def test_a_worker_may_open_a_broker_connection_per_slot_when_it_starts() -> None:
+    from types import SimpleNamespace
+
+    from workers.app import SPARE_BROKER_CONNECTIONS, _room_for_every_slot
+
+    conf = SimpleNamespace(
+        worker_concurrency=None, broker_transport_options={"visibility_timeout": 3600}
+    )
+    _room_for_every_slot(conf=conf, options={"concurrency": 250})
+    assert conf.broker_transport_options == {
+        "visibility_timeout": 3600,
+        "max_connections": 250 + SPARE_BROKER_CONNECTIONS,
+    }
+
+    # A larger cap already set is kept; without --concurrency, the config's.
+    conf = SimpleNamespace(worker_concurrency=4, broker_transport_options={"max_connections": 64})
+    _room_for_every_slot(conf=conf, options={})
+    assert conf.broker_transport_options == {"max_connections": 64}
+    conf = SimpleNamespace(worker_concurrency=40, broker_transport_options=None)
+    _room_for_every_slot(conf=conf, options={})
+    assert conf.broker_transport_options == {"max_connections": 40 + SPARE_BROKER_CONNECTIONS}
