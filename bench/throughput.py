@@ -5,7 +5,8 @@
    (submit a batch, workers call, results collected), alternating, median of
    ``--repeat`` runs. Wall times, their ratio, calls/s and CPU per call.
 2. Long calls: N=5000, 5 s latency, 1000 in flight across the worker
-   processes: chorus's wall time against the ideal N x L / C.
+   processes: chorus's wall time against the ideal N x L / C, and the seed's
+   pattern at the same N, C and latency in the same run.
 3. Throughput against concurrency for both, charted.
 
 Both talk to the same local API process. chorus's limiter is on, with
@@ -200,11 +201,20 @@ def long_calls(n: int, in_flight: int, processes: int, latency_ms: int) -> dict[
     try:
         chorus.run(min(n, in_flight), latency_ms)  # warm: every thread opens its connection
         run = chorus.run(n, latency_ms)
+        chorus.stop()
+        # The baseline, against the same API process once chorus's workers are gone.
+        seed_run = seed(api_url, n, in_flight, latency_ms)
     finally:
         chorus.stop()
         api.stop()
     ideal_s = n * latency_ms / 1000 / in_flight
     return {
+        "seed": {
+            "wall_s": seed_run.wall_s,
+            "vs_ideal": seed_run.wall_s / ideal_s,
+            "ok": seed_run.ok,
+            "cpu_ms_per_call": seed_run.cpu_ms_per_call,
+        },
         "n": n,
         "in_flight": in_flight,
         "processes": processes,
@@ -299,6 +309,19 @@ def table(results: dict[str, Any]) -> str:
                 )
             )
     long = results.get("long")
+    if long and "seed" in long:
+        s = long["seed"]
+        rows.append(
+            (
+                "long seed",
+                f"{s['wall_s']:.1f}",
+                f"{long['n'] / s['wall_s']:.0f}",
+                f"{s['cpu_ms_per_call']:.2f}",
+                f"{s['ok']}/{long['n']}",
+                f"{s['vs_ideal']:.3f}x ideal",
+                "",
+            )
+        )
     if long:
         rows.append(
             (
