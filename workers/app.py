@@ -60,10 +60,11 @@ def broker_connections_for(concurrency: int, transport_options: dict[str, Any]) 
     slot, so more than 10 slots finishing together run out: redis-py raises
     ``MaxConnectionsError``, Celery logs "Couldn't ack", and the message comes
     back after the visibility timeout (its result is stored, so it is not
-    paid twice, but it runs again an hour later). The gevent pool hits this at
-    once (hundreds of failed acks in 5,000 calls); the threads pool rarely,
-    since its slots take turns at the GIL. A connection is opened only when
-    needed, so the larger cap costs nothing until then.
+    paid twice, but its task runs again, an hour later by default). The gevent
+    pool hit this at once (hundreds of failed acks in 5,000 calls); the threads
+    pool showed none in the same runs, its slots taking turns at the GIL, but
+    nothing else bounds it. A connection is opened only when needed, so the
+    larger cap costs nothing until then.
     """
     needed = concurrency + SPARE_BROKER_CONNECTIONS
     current = int(transport_options.get("max_connections") or 10)
