@@ -171,10 +171,7 @@ def execute(
     try:
         envelope = _attempt_until_done(request, key, deps, progress, guard, observer)
     except BaseException:
-        if store is not None:  # we hold the claim: give it up at once
-            # An unreleased claim only expires: never worth hiding the error over.
-            with contextlib.suppress(*TRANSIENT):
-                store.release(key, owner)
+        release_quietly(deps, key, owner)  # we hold the claim: give it up at once
         raise
     envelope = envelope.model_copy(
         update={
@@ -187,6 +184,14 @@ def execute(
     )
     _end(key, owner, envelope, deps, progress, writes)
     return envelope
+
+
+def release_quietly(deps: CallDeps, key: str, owner: str) -> None:
+    """Give up a claim held on ``key``; a Redis blip is ignored."""
+    if deps.store is not None:
+        # An unreleased claim only expires: never worth failing (or hiding an error) over.
+        with contextlib.suppress(*TRANSIENT):
+            deps.store.release(key, owner)
 
 
 def _end(

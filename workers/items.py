@@ -16,14 +16,21 @@ The call itself is :func:`workers.call.execute`; around it:
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Literal
 
 from pydantic import BaseModel
 
-from workers.call import IN_FLIGHT_ELSEWHERE, CallDeps, Guard, Observer, Phase, execute
-from workers.durable import TRANSIENT, retrying
+from workers.call import (
+    IN_FLIGHT_ELSEWHERE,
+    CallDeps,
+    Guard,
+    Observer,
+    Phase,
+    execute,
+    release_quietly,
+)
+from workers.durable import retrying
 from workers.fanin.results import PatternResult
 from workers.ledger import Ledger, micro_usd, result_record
 from workers.models import CallRequest, Envelope, ErrorInfo
@@ -130,7 +137,7 @@ def run_item(
     verdict, detail = started or ledger.start(option.id, option.index)
     if verdict in ("done", "gone", "stop") and looked is not None and looked[1]:
         # The caller claimed the call with its first look: nothing will be sent.
-        _release_quietly(deps, request.key(), owner)
+        release_quietly(deps, request.key(), owner)
     if verdict in ("done", "gone"):
         return None
     if verdict == "stop":
@@ -181,13 +188,6 @@ def run_item(
         looked=looked,
         writes=writes,
     )
-
-
-def _release_quietly(deps: CallDeps, call_key: str, owner: str) -> None:
-    if deps.store is not None:
-        # An unreleased claim only expires: never worth failing over.
-        with contextlib.suppress(*TRANSIENT):
-            deps.store.release(call_key, owner)
 
 
 def dead_letter_item(ledger: Ledger, option: BatchOption, envelope: Envelope) -> None:
