@@ -30,6 +30,22 @@ def retry_after_header(wait_s: float) -> str:
     return str(max(1, math.ceil(wait_s)))
 
 
+def retry_after_headers(wait_s: float) -> dict[str, str]:
+    """`retry-after` in whole seconds and `retry-after-ms` to the millisecond.
+
+    The SDK reads `retry-after-ms` first (`_base_client.py`, `_parse_retry_after_header`).
+    """
+    return {
+        "retry-after": retry_after_header(wait_s),
+        "retry-after-ms": str(max(1, math.ceil(wait_s * 1000))),
+    }
+
+
+def round_to_thousand(tokens: int) -> int:
+    """Token `remaining` figures are "rounded to the nearest thousand" (api/rate-limits)."""
+    return round(tokens / 1000.0) * 1000
+
+
 class TokenBucket:
     """One limit per minute; `limit_per_minute` None or 0 means unlimited."""
 
@@ -137,11 +153,29 @@ class RateLimits:
         self.output_tokens.give_back(unused_tokens, now)
 
     def headers(self, now: float) -> dict[str, str]:
-        """The nine `anthropic-ratelimit-*` headers as of `now`."""
+        """The twelve `anthropic-ratelimit-*` headers as of `now`.
+
+        Requests, input tokens and output tokens each have `-limit`,
+        `-remaining` (token figures rounded to the nearest thousand) and
+        `-reset` (RFC 3339); `tokens-*` is the most restrictive limit in
+        effect, which without a workspace limit is input plus output tokens
+        (platform.claude.com/docs/en/api/rate-limits, "Response headers").
+        """
         headers: dict[str, str] = {}
         for name, bucket, _ in self._buckets():
             prefix = f"anthropic-ratelimit-{name}-"
+            remaining = bucket.remaining(now)
+            if name != "requests":
+                remaining = round_to_thousand(remaining)
             headers[prefix + "limit"] = str(bucket.limit_per_minute or NOMINAL_LIMIT)
-            headers[prefix + "remaining"] = str(bucket.remaining(now))
+            headers[prefix + "remaining"] = str(remaining)
             headers[prefix + "reset"] = rfc3339(bucket.full_at(now))
+        tokens = (self.input_tokens, self.output_tokens)
+        headers["anthropic-ratelimit-tokens-limit"] = str(
+            sum(b.limit_per_minute or NOMINAL_LIMIT for b in tokens)
+        )
+        headers["anthropic-ratelimit-tokens-remaining"] = str(
+            round_to_thousand(sum(b.remaining(now) for b in tokens))
+        )
+        headers["anthropic-ratelimit-tokens-reset"] = rfc3339(max(b.full_at(now) for b in tokens))
         return headers

@@ -38,11 +38,21 @@ def _ttl_s(cache_control: Any) -> float:
 
 @dataclass(frozen=True, slots=True)
 class CacheUsage:
-    """How a call's prompt meets the cache; `writes` are stored only if the call succeeds."""
+    """How a call's prompt meets the cache; `writes` are stored only if the call succeeds.
+
+    `creation_1h_tokens` of the `creation_tokens` were written with the 1-hour
+    TTL, the rest with the 5-minute one (`usage.cache_creation`): each
+    written segment takes the TTL of the breakpoint that ends it.
+    """
 
     read_tokens: int = 0
     creation_tokens: int = 0
     writes: tuple[tuple[str, float], ...] = field(default=())
+    creation_1h_tokens: int = 0
+
+    @property
+    def creation_5m_tokens(self) -> int:
+        return self.creation_tokens - self.creation_1h_tokens
 
 
 NO_CACHE = CacheUsage()
@@ -83,7 +93,14 @@ class PromptCache:
                 self._expires_at[digest] = max(expires_at, now + ttl_s)
                 break
         writes = tuple((digest, ttl_s) for t, digest, ttl_s in breakpoints if t > read_tokens)
-        return CacheUsage(read_tokens, tokens - read_tokens, writes)
+        one_hour = 0
+        segment_start = read_tokens
+        for prefix_tokens, _, ttl_s in breakpoints:
+            if prefix_tokens > segment_start:
+                if ttl_s >= _TTL_S["1h"]:
+                    one_hour += prefix_tokens - segment_start
+                segment_start = prefix_tokens
+        return CacheUsage(read_tokens, tokens - read_tokens, writes, one_hour)
 
     def store(self, usage: CacheUsage, now: float) -> None:
         """Make the prefixes a successful call created readable by later calls."""

@@ -32,12 +32,18 @@ _FIELD_KINDS: dict[str, str] = {
     "rate_500": _FLOAT,
     "rate_hang": _FLOAT,
     "rate_malformed": _FLOAT,
+    "rate_refusal": _FLOAT,
+    "rate_context_exceeded": _FLOAT,
+    "rate_pause_turn": _FLOAT,
+    "rate_stream_error": _FLOAT,
+    "rate_stream_cut": _FLOAT,
+    "thinking_scale": _FLOAT,
     "hang_s": _FLOAT,
     "retry_after_s": _FLOAT,
     "seed": _INT,
     "api_key": _OPT_STR,
-    "context_window": _INT,
-    "max_output_tokens": _INT,
+    "context_window": _OPT_INT,
+    "max_output_tokens": _OPT_INT,
     "max_body_bytes": _INT,
     "reply_min_tokens": _INT,
     "reply_max_tokens": _INT,
@@ -46,7 +52,17 @@ _FIELD_KINDS: dict[str, str] = {
 }
 # The listening socket and the start-up script are fixed once the server runs.
 _FIXED_AT_RUN_TIME = frozenset({"host", "port", "script_path"})
-FAULT_KINDS = ("429", "529", "500", "hang", "malformed")
+# Faults drawn per call, in this order on [0, 1). The first five answer an
+# error (or never, or garbage); the next three answer 200 with an outcome other
+# than a complete answer; the last two break a streamed answer part way (a
+# call that does not stream draws them as no fault).
+FAULT_KINDS = (
+    "429", "529", "500", "hang", "malformed",
+    "refusal", "context_exceeded", "pause_turn",
+    "stream_error", "stream_cut",
+)  # fmt: skip
+OUTCOME_FAULTS = frozenset({"refusal", "context_exceeded", "pause_turn"})
+STREAM_FAULTS = frozenset({"stream_error", "stream_cut"})
 
 
 def _kind_ok(value: object, kind: str) -> bool:
@@ -78,12 +94,20 @@ class LocalAPIConfig:
     rate_500: float = 0.0
     rate_hang: float = 0.0
     rate_malformed: float = 0.0
+    rate_refusal: float = 0.0
+    rate_context_exceeded: float = 0.0
+    rate_pause_turn: float = 0.0
+    rate_stream_error: float = 0.0
+    rate_stream_cut: float = 0.0
+    # Scales how much adaptive thinking spends (localapi.thinking.EFFORT_RANGES).
+    thinking_scale: float = 1.0
     hang_s: float = 3600.0
     retry_after_s: float = 1.0
     seed: int = 0
     api_key: str | None = None
-    context_window: int = 200_000
-    max_output_tokens: int = 128_000
+    # None: each model's own, from config.models.
+    context_window: int | None = None
+    max_output_tokens: int | None = None
     max_body_bytes: int = 32 * MIB
     reply_min_tokens: int = 20
     reply_max_tokens: int = 120
@@ -99,7 +123,10 @@ class LocalAPIConfig:
             value = getattr(self, name)
             if not _kind_ok(value, kind):
                 raise ValueError(f"{name}: expected {kind}, got {value!r}")
-        for name in ("latency_ms", "jitter_ms", "ms_per_output_token", "hang_s", "retry_after_s"):
+        for name in (
+            "latency_ms", "jitter_ms", "ms_per_output_token", "hang_s", "retry_after_s",
+            "thinking_scale",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0")
         for name in ("rpm", "itpm", "otpm"):
@@ -115,7 +142,8 @@ class LocalAPIConfig:
         if not 0 <= self.port <= 65535:
             raise ValueError("port: must be between 0 and 65535")
         for name in ("context_window", "max_output_tokens", "max_body_bytes", "log_size"):
-            if getattr(self, name) < 1:
+            value = getattr(self, name)
+            if value is not None and value < 1:
                 raise ValueError(f"{name}: must be >= 1")
         if self.reply_min_tokens < 1 or self.reply_max_tokens < self.reply_min_tokens:
             raise ValueError("reply_min_tokens/reply_max_tokens: need 1 <= min <= max")
@@ -180,8 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--retry-after-s", type=float, default=defaults.retry_after_s, help="for injected 429s")
     add("--seed", type=int, default=defaults.seed, help="seeds replies, faults and jitter")
     add("--api-key", default=None, help="accept only this key (default: any non-empty key)")
-    add("--context-window", type=int, default=defaults.context_window, help="in tokens")
-    add("--max-output-tokens", type=int, default=defaults.max_output_tokens)
+    add("--context-window", type=int, default=None, help="in tokens (default: the model's)")
+    add("--max-output-tokens", type=int, default=None, help="(default: the model's)")
+    add("--thinking-scale", type=float, default=defaults.thinking_scale,
+        help="scales how much adaptive thinking spends")  # fmt: skip
     add("--max-body-bytes", type=int, default=defaults.max_body_bytes)
     add("--reply-min-tokens", type=int, default=defaults.reply_min_tokens)
     add("--reply-max-tokens", type=int, default=defaults.reply_max_tokens)

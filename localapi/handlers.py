@@ -1,8 +1,10 @@
 """`POST /v1/messages` and `POST /v1/messages/count_tokens`.
 
 A valid call is decided in this order: a matching script rule, then the
-server's own rate limits, then an injected fault, then success after the
-configured latency. Every answer carries `request-id` and the rate-limit
+server's own rate limits, then an injected fault, then a reply
+(``localapi.compose``: thinking, tools, text, each stop reason) after the
+configured latency, as one JSON body or, with ``"stream": true``, as
+server-sent events (``localapi.streaming``). Every answer carries `request-id` and the rate-limit
 headers; every /v1/messages call is counted and logged, including those the
 client abandoned (logged with status 499, nginx's "client closed request").
 """
@@ -14,26 +16,38 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from localapi.buckets import retry_after_header
+from config.models import rules_for
+from localapi.buckets import retry_after_headers
 from localapi.cache import CacheUsage
-from localapi.config import LocalAPIConfig
-from localapi.errors import APIErrorReply, invalid
-from localapi.replies import apply_limits, generate_reply, reply_rng
-from localapi.responses import api_headers, bytes_response, error_response, new_id
+from localapi.compose import ReplyInputs, ReplyParts, compose_reply
+from localapi.config import OUTCOME_FAULTS, STREAM_FAULTS, LocalAPIConfig
+from localapi.errors import APIErrorReply, error_object, invalid
+from localapi.replies import reply_rng
+from localapi.responses import (
+    NOT_RETRYABLE_CODES,
+    api_headers,
+    bytes_response,
+    error_response,
+    new_id,
+)
 from localapi.script import ScriptedResponse
 from localapi.state import LocalAPIState
 from localapi.stats import LOG_PROMPT_CHARS, LogEntry
-from localapi.tokens import count_block_tokens, count_text_tokens, prompt_text, request_parts
+from localapi.streaming import encode, error_event, message_events, output_tokens_in
+from localapi.tokens import prompt_text, request_parts
 from localapi.validation import validate_request
 
 log = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499
+# Faults that answer an error (or hang) instead of a reply.
+ERROR_FAULTS = frozenset({"429", "529", "500", "hang"})
+# The longest a stream stays silent: a ping goes out at least this often.
+PING_INTERVAL_S = 5.0
 _DEFAULT_MESSAGES = {
     400: "invalid request",
     401: "invalid x-api-key",
@@ -79,14 +93,6 @@ async def _read_json(request: web.Request, max_body_bytes: int) -> Any:
         raise invalid(f"body: the request body is not valid JSON: {exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class ReplyParts:
-    content: list[dict[str, Any]]
-    stop_reason: str
-    stop_sequence: str | None
-    output_tokens: int
-
-
 class APIHandlers:
     """The two API endpoints of one server."""
 
@@ -112,7 +118,7 @@ class APIHandlers:
         payload = json.dumps({"input_tokens": tokens}).encode()
         return bytes_response(200, payload, api_headers(request_id, state.limits))
 
-    async def messages(self, request: web.Request) -> web.Response:
+    async def messages(self, request: web.Request) -> web.StreamResponse:
         state = self.state
         entry = LogEntry(t=time.time())
         state.stats.begin()
@@ -128,7 +134,7 @@ class APIHandlers:
             state.stats.end(status)
             state.log.append(entry)
 
-    async def _answer(self, request: web.Request, entry: LogEntry) -> web.Response:
+    async def _answer(self, request: web.Request, entry: LogEntry) -> web.StreamResponse:
         request_id = new_id("req_")
         try:
             return await self._messages(request, entry, request_id)
@@ -141,7 +147,7 @@ class APIHandlers:
 
     async def _messages(
         self, request: web.Request, entry: LogEntry, request_id: str
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         state = self.state
         config = state.config
         _check_headers(request, config)
@@ -149,7 +155,11 @@ class APIHandlers:
         # Known before validation, so that refused calls show in the log too.
         prompt = prompt_text(body) if isinstance(body, dict) else ""
         entry.prompt = prompt[:LOG_PROMPT_CHARS]
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        # The same call streamed or not is the same call: same identity, same reply.
+        unstreamed = (
+            {k: v for k, v in body.items() if k != "stream"} if isinstance(body, dict) else body
+        )
+        canonical = json.dumps(unstreamed, sort_keys=True, separators=(",", ":"))
         body_sha256 = hashlib.sha256(canonical.encode()).hexdigest()
         chorus_key = request.headers.get("x-chorus-key")
         identity = chorus_key or body_sha256
@@ -159,13 +169,13 @@ class APIHandlers:
             max_output_tokens=config.max_output_tokens,
             api_version=request.headers.get("anthropic-version"),
         )
+        rules = rules_for(body["model"])
 
         parts = request_parts(body)
         total_tokens = sum(part.tokens for part in parts)
-        if total_tokens > config.context_window:
-            raise invalid(
-                f"prompt is too long: {total_tokens} tokens > {config.context_window} maximum"
-            )
+        window = config.context_window or (rules.context_window if rules else 200_000)
+        if total_tokens > window:
+            raise invalid(f"prompt is too long: {total_tokens} tokens > {window} maximum")
         now = time.time()
         cache = state.cache.lookup(body["model"], parts, now)
         input_tokens = total_tokens - cache.read_tokens - cache.creation_tokens
@@ -183,51 +193,146 @@ class APIHandlers:
         if denial is not None:
             state.stats.rate_limited += 1
             message, wait_s = denial
-            raise APIErrorReply(429, message, headers={"retry-after": retry_after_header(wait_s)})
+            raise APIErrorReply(429, message, headers=retry_after_headers(wait_s))
 
+        streaming = body.get("stream") is True
         settled = False
         try:
             fault = scripted.fault if scripted is not None else state.faults.draw()
+            if streaming and fault == "malformed":
+                fault = "stream_cut"  # a stream breaks off instead
+            if fault in STREAM_FAULTS and not streaming:
+                fault = None
             entry.fault = fault
             if fault is not None and scripted is None:
                 state.stats.injected[fault] += 1
-            if fault is not None and fault != "malformed":
+            if fault in ERROR_FAULTS:
                 await self._fault(fault)
-            reply = self._reply(body, body_sha256, chorus_key, scripted)
-            await self._sleep_ms(self._latency_ms(scripted, reply.output_tokens))
+            reply = compose_reply(
+                body,
+                ReplyInputs(
+                    rules=rules,
+                    rng=reply_rng(config.seed, body_sha256, chorus_key),
+                    reply_min_tokens=config.reply_min_tokens,
+                    reply_max_tokens=config.reply_max_tokens,
+                    context_room=window - total_tokens,
+                    fault=fault if fault in OUTCOME_FAULTS else None,
+                    scripted=scripted,
+                    thinking_scale=config.thinking_scale,
+                ),
+            )
+            answer = _message(body, reply, input_tokens, cache)
+            extra_headers = scripted.headers if scripted is not None and scripted.headers else {}
+            latency_ms = self._latency_ms(scripted, reply.output_tokens)
+            response: web.StreamResponse | None = None
+            if streaming:
+                # A stream's headers go out before its body, with the bucket levels of then.
+                headers = {**api_headers(request_id, state.limits), **extra_headers}
+                response = await self._stream(request, answer, headers, latency_ms, fault)
+            else:
+                await self._sleep_ms(latency_ms)
             end = time.time()
             state.limits.refund_output(max(0, max_tokens - reply.output_tokens), end)
             settled = True
-            state.cache.store(cache, end)
-            state.stats.paid_call(
-                identity,
-                input_tokens,
-                reply.output_tokens,
-                cache.creation_tokens,
-                cache.read_tokens,
-            )
+            if fault != "stream_error":
+                self._bill(identity, reply, input_tokens, cache, end)
             entry.output_tokens = reply.output_tokens
-            payload = self._message_json(body["model"], reply, input_tokens, cache)
+            if response is not None:
+                return response
+            payload = json.dumps(answer).encode()
             if fault == "malformed":
                 # A 200 whose JSON breaks off half way, as a dropped proxy stream would.
                 payload = payload[: len(payload) // 2]
-            return bytes_response(200, payload, api_headers(request_id, state.limits))
+            headers = {**api_headers(request_id, state.limits), **extra_headers}
+            return bytes_response(200, payload, headers)
         finally:
             if not settled:
                 # Failed or abandoned: none of the output was produced.
                 state.limits.refund_output(max_tokens, time.time())
 
+    def _bill(
+        self, identity: str, reply: ReplyParts, input_tokens: int, cache: CacheUsage, end: float
+    ) -> None:
+        state = self.state
+        state.stats.stop_reasons[reply.stop_reason] = (
+            state.stats.stop_reasons.get(reply.stop_reason, 0) + 1
+        )
+        if reply.stop_reason == "refusal" and reply.output_tokens == 0:
+            # "Requests declined before any output is generated are not billed."
+            return
+        state.cache.store(cache, end)
+        state.stats.paid_call(
+            identity,
+            input_tokens,
+            reply.output_tokens,
+            cache.creation_tokens,
+            cache.read_tokens,
+            cache_creation_1h=cache.creation_1h_tokens,
+            thinking_tokens=reply.thinking_tokens,
+            server_tool_use=reply.server_tool_use,
+        )
+
+    async def _stream(
+        self,
+        request: web.Request,
+        message: dict[str, Any],
+        headers: dict[str, str],
+        latency_ms: float,
+        fault: str | None,
+    ) -> web.StreamResponse:
+        """Send ``message`` as server-sent events, paced by the configured latency.
+
+        The first event waits for the call's latency (the time to the first
+        token); each delta then waits ``ms_per_output_token`` per token it
+        carries, with a ``ping`` at least every :data:`PING_INTERVAL_S` of
+        silence. ``stream_error`` ends the stream half way with an ``error``
+        event; ``stream_cut`` drops the connection there.
+        """
+        headers = {**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        response = web.StreamResponse(status=200, headers=headers)
+        await response.prepare(request)
+        events = message_events(message)
+        breaks_at = len(events) // 2 if fault in STREAM_FAULTS else None
+        await self._wait_streaming(response, latency_ms / 1000.0)
+        per_token_s = self.state.config.ms_per_output_token / 1000.0
+        for position, event in enumerate(events):
+            if position == breaks_at:
+                if fault == "stream_error":
+                    overloaded = error_object("overloaded_error", "Overloaded")
+                    await response.write(encode(error_event(overloaded)))
+                    await response.write_eof()
+                else:
+                    assert request.transport is not None
+                    request.transport.close()
+                return response
+            await self._wait_streaming(response, per_token_s * output_tokens_in(event))
+            await response.write(encode(event))
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    async def _wait_streaming(response: web.StreamResponse, seconds: float) -> None:
+        while seconds > PING_INTERVAL_S:
+            await asyncio.sleep(PING_INTERVAL_S)
+            seconds -= PING_INTERVAL_S
+            await response.write(encode(("ping", {"type": "ping"})))
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
     async def _scripted_error(self, scripted: ScriptedResponse) -> None:
         if scripted.latency_ms:
             await self._sleep_ms(scripted.latency_ms)
         headers: dict[str, str] = {}
-        if scripted.status == 429:
+        if scripted.status == 429 and scripted.error_code not in NOT_RETRYABLE_CODES:
             retry_after_s = scripted.retry_after_s
             if retry_after_s is None:
                 retry_after_s = self.state.config.retry_after_s
-            headers["retry-after"] = retry_after_header(retry_after_s)
+            headers.update(retry_after_headers(retry_after_s))
+        headers.update(scripted.headers or {})
         message = scripted.message or _default_message(scripted.status)
-        raise APIErrorReply(scripted.status, message, scripted.error_type, headers)
+        raise APIErrorReply(
+            scripted.status, message, scripted.error_type, headers, scripted.error_code
+        )
 
     async def _fault(self, fault: str) -> None:
         config = self.state.config
@@ -235,7 +340,7 @@ class APIHandlers:
             raise APIErrorReply(
                 429,
                 "Number of requests has exceeded your rate limit (injected).",
-                headers={"retry-after": retry_after_header(config.retry_after_s)},
+                headers=retry_after_headers(config.retry_after_s),
             )
         if fault == "529":
             raise APIErrorReply(529, "Overloaded")
@@ -244,37 +349,6 @@ class APIHandlers:
         # A hang: ends early only if the client goes away (the handler is cancelled).
         await asyncio.sleep(config.hang_s)
         raise APIErrorReply(500, f"the request hung for {config.hang_s:g} s and gave up")
-
-    def _reply(
-        self,
-        body: dict[str, Any],
-        body_sha256: str,
-        chorus_key: str | None,
-        scripted: ScriptedResponse | None,
-    ) -> ReplyParts:
-        """What a successful call answers."""
-        config = self.state.config
-        stop_sequence: str | None = None
-        if scripted is not None and scripted.content is not None:
-            content = scripted.content
-            output_tokens = sum(count_block_tokens(block) for block in content)
-            stop_reason = "end_turn"
-        else:
-            if scripted is not None and scripted.text is not None:
-                text = scripted.text
-            else:
-                rng = reply_rng(config.seed, body_sha256, chorus_key)
-                text = generate_reply(rng, config.reply_min_tokens, config.reply_max_tokens)
-            limited = apply_limits(text, body["max_tokens"], body.get("stop_sequences") or ())
-            content = [{"type": "text", "text": limited.text}]
-            output_tokens = count_text_tokens(limited.text)
-            stop_reason, stop_sequence = limited.stop_reason, limited.stop_sequence
-        if scripted is not None:
-            if scripted.stop_reason is not None:
-                stop_reason = scripted.stop_reason
-            if scripted.output_tokens is not None:
-                output_tokens = int(scripted.output_tokens)
-        return ReplyParts(content, stop_reason, stop_sequence, output_tokens)
 
     def _latency_ms(self, scripted: ScriptedResponse | None, output_tokens: int) -> float:
         if scripted is not None and scripted.latency_ms is not None:
@@ -291,22 +365,38 @@ class APIHandlers:
         if latency_ms > 0:
             await asyncio.sleep(latency_ms / 1000.0)
 
-    @staticmethod
-    def _message_json(model: str, reply: ReplyParts, input_tokens: int, cache: CacheUsage) -> bytes:
-        return json.dumps(
-            {
-                "id": new_id("msg_"),
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": reply.content,
-                "stop_reason": reply.stop_reason,
-                "stop_sequence": reply.stop_sequence,
-                "usage": {
-                    "input_tokens": input_tokens,
-                    "output_tokens": reply.output_tokens,
-                    "cache_creation_input_tokens": cache.creation_tokens,
-                    "cache_read_input_tokens": cache.read_tokens,
-                },
-            }
-        ).encode()
+
+def _message(
+    body: dict[str, Any], reply: ReplyParts, input_tokens: int, cache: CacheUsage
+) -> dict[str, Any]:
+    """The reply body: a message, with the full usage object the API reports.
+
+    ``usage`` holds every field of the API reference's example (alphabetical,
+    as there): the cache writes split by TTL, the server tool requests, the
+    thinking tokens within ``output_tokens``, the service tier.
+    """
+    return {
+        "id": new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": reply.content,
+        "stop_reason": reply.stop_reason,
+        "stop_sequence": reply.stop_sequence,
+        "stop_details": reply.stop_details,
+        "container": reply.container,
+        "usage": {
+            "cache_creation": {
+                "ephemeral_1h_input_tokens": cache.creation_1h_tokens,
+                "ephemeral_5m_input_tokens": cache.creation_5m_tokens,
+            },
+            "cache_creation_input_tokens": cache.creation_tokens,
+            "cache_read_input_tokens": cache.read_tokens,
+            "inference_geo": "global",
+            "input_tokens": input_tokens,
+            "output_tokens": reply.output_tokens,
+            "output_tokens_details": {"thinking_tokens": reply.thinking_tokens},
+            "server_tool_use": dict(reply.server_tool_use),
+            "service_tier": "standard",
+        },
+    }

@@ -13,9 +13,19 @@ rules and then the normal path answer). With `per_prompt` the position is
 kept per distinct prompt text, so "fail once, then succeed" holds for each
 item of a batch.
 
-A RESPONSE: {"status": 200, "text": ..., "content": [...], "stop_reason": ...,
-"error_type": ..., "message": ..., "latency_ms": ..., "retry_after_s": ...,
-"fault": "hang" | "malformed", "output_tokens": ...}; every key is optional.
+A RESPONSE: {"status": 200, "text": ..., "content": [...], "blocks": [...],
+"stop_reason": ..., "stop_details": {...}, "error_type": ..., "error_code": ...,
+"message": ..., "headers": {...}, "latency_ms": ..., "retry_after_s": ...,
+"fault": FAULT, "output_tokens": ...}; every key is optional.
+
+- `content`: the blocks to answer with, exactly as given;
+- `blocks`: block types by name, built by the server (`localapi.blocks`):
+  ``["thinking", "web_search_tool_result", "text"]``;
+- `error_code`: an error answer's `error.details.error_code`;
+- `headers`: added to the answer (``{"x-should-retry": "false"}``);
+- `fault`: "hang", "malformed", or a named outcome ("refusal",
+  "context_exceeded", "pause_turn") or stream fault ("stream_error",
+  "stream_cut") the server would otherwise draw at its configured rate.
 """
 
 from __future__ import annotations
@@ -26,8 +36,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from localapi.blocks import BLOCK_TYPES
+
 THEN_CHOICES = ("repeat_last", "cycle", "fallthrough")
-SCRIPT_FAULTS = ("hang", "malformed")
+SCRIPT_FAULTS = (
+    "hang", "malformed", "refusal", "context_exceeded", "pause_turn", "stream_error", "stream_cut"
+)  # fmt: skip
 _RULE_KEYS = frozenset({"match", "regex", "responses", "per_prompt", "then"})
 
 
@@ -38,9 +52,13 @@ class ScriptedResponse:
     status: int = 200
     text: str | None = None
     content: list[dict[str, Any]] | None = None
+    blocks: list[str] | None = None
     stop_reason: str | None = None
+    stop_details: dict[str, Any] | None = None
     error_type: str | None = None
+    error_code: str | None = None
     message: str | None = None
+    headers: dict[str, str] | None = None
     latency_ms: float | None = None
     retry_after_s: float | None = None
     fault: str | None = None
@@ -65,7 +83,7 @@ class ScriptedResponse:
             raise ValueError(f"status must be between 200 and 599, got {self.status}")
         if self.fault is not None and self.fault not in SCRIPT_FAULTS:
             raise ValueError(f"fault must be one of {SCRIPT_FAULTS}, got {self.fault!r}")
-        for name in ("text", "stop_reason", "error_type", "message"):
+        for name in ("text", "stop_reason", "error_type", "error_code", "message"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a string, got {value!r}")
@@ -80,6 +98,21 @@ class ScriptedResponse:
             and all(isinstance(block, dict) and "type" in block for block in self.content)
         ):
             raise ValueError("content must be a list of blocks that each have a type")
+        if self.blocks is not None:
+            if not isinstance(self.blocks, list) or not all(
+                isinstance(kind, str) for kind in self.blocks
+            ):
+                raise ValueError("blocks must be a list of block type names")
+            unknown = sorted(set(self.blocks) - BLOCK_TYPES)
+            if unknown:
+                raise ValueError(f"unknown block types {unknown}; one of {sorted(BLOCK_TYPES)}")
+        if self.stop_details is not None and not isinstance(self.stop_details, dict):
+            raise ValueError(f"stop_details must be an object, got {self.stop_details!r}")
+        if self.headers is not None and not (
+            isinstance(self.headers, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items())
+        ):
+            raise ValueError("headers must be an object of string values")
 
 
 class ScriptRule:

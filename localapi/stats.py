@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,14 @@ class Stats:
         self.output_tokens = 0
         self.cache_creation_input_tokens = 0
         self.cache_read_input_tokens = 0
+        # Of the cache writes, those with the 1-hour TTL (the rest are 5-minute).
+        self.cache_creation_1h_input_tokens = 0
+        # Of the output tokens, those spent thinking.
+        self.thinking_tokens = 0
+        self.web_search_requests = 0
+        self.web_fetch_requests = 0
+        # Every reply by stop reason, billed or not (a refusal before any output is not).
+        self.stop_reasons: dict[str, int] = {}
         # Calls in flight outlive a reset, so their count carries over.
         self.in_flight = in_flight
         self.max_in_flight = in_flight
@@ -60,6 +69,10 @@ class Stats:
         output_tokens: int,
         cache_creation: int,
         cache_read: int,
+        *,
+        cache_creation_1h: int = 0,
+        thinking_tokens: int = 0,
+        server_tool_use: Mapping[str, int] | None = None,
     ) -> None:
         self.paid += 1
         seen = self._paid_by_identity.get(identity, 0)
@@ -70,6 +83,11 @@ class Stats:
         self.output_tokens += output_tokens
         self.cache_creation_input_tokens += cache_creation
         self.cache_read_input_tokens += cache_read
+        self.cache_creation_1h_input_tokens += cache_creation_1h
+        self.thinking_tokens += thinking_tokens
+        if server_tool_use:
+            self.web_search_requests += server_tool_use.get("web_search_requests", 0)
+            self.web_fetch_requests += server_tool_use.get("web_fetch_requests", 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +102,11 @@ class Stats:
             "output_tokens": self.output_tokens,
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
             "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
+            "thinking_tokens": self.thinking_tokens,
+            "web_search_requests": self.web_search_requests,
+            "web_fetch_requests": self.web_fetch_requests,
+            "stop_reasons": dict(self.stop_reasons),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "started_at": self.started_at,

@@ -1,33 +1,18 @@
 """Request checks with the API's answers: a 400 naming the field, or a 404 for an unknown model.
 
-Fields the local API does not know (tools' schemas, thinking, tool_choice,
-...) pass unchecked, so that new SDK features still reach the handler.
+The rules that depend on the model (thinking forms, effort, sampling
+parameters, assistant prefill, forced tool choice, its output limit) come
+from ``config.models``, the table chorus's own validation reads too. Fields
+the local API does not know (tools' schemas, ...) pass unchecked, so that new
+SDK features still reach the handler.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from config.models import SAMPLING_API_VERSION, SAMPLING_PARAMS, request_problem, rules_for
 from localapi.errors import APIErrorReply, invalid
-
-# API version 2026-10-21 (what SDK 2.x sends) dropped the sampling
-# parameters; only 2023-06-01 takes them, and only on models before Opus 4.7,
-# Sonnet 5 and Haiku 5.
-SAMPLING_VERSION = "2023-06-01"
-SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
-_VERSIONED = re.compile(r"^claude-(opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?:-\d{8})?$")
-
-
-def model_takes_sampling(model: str) -> bool:
-    if model.startswith("claude-3"):
-        return True
-    match = _VERSIONED.match(model)
-    if match is None:
-        return False
-    version = (int(match.group(2)), int(match.group(3) or 0))
-    return version <= ((4, 5) if match.group(1) == "haiku" else (4, 6))
-
 
 # The SDK 2.x also types messages with role "system" (text only).
 ROLES = ("user", "assistant", "system")
@@ -101,10 +86,8 @@ def _check_messages(messages: object) -> None:
 
 def _check_sampling(body: dict[str, Any], api_version: str | None) -> None:
     used = [name for name in SAMPLING_PARAMS if name in body]
-    if used and api_version != SAMPLING_VERSION:
+    if used and api_version != SAMPLING_API_VERSION:
         raise invalid(f"{used[0]}: Extra inputs are not permitted")
-    if used and not model_takes_sampling(str(body.get("model"))):
-        raise invalid(f"`{used[0]}` is deprecated for this model.")
     for name in ("temperature", "top_p"):
         value = body.get(name)
         if value is None:
@@ -125,16 +108,41 @@ def _check_sampling(body: dict[str, Any], api_version: str | None) -> None:
                 raise invalid(f"stop_sequences.{index}: Input should be a valid string")
 
 
+THINKING_TYPES = ("enabled", "disabled", "adaptive", "between_tools")
+THINKING_DISPLAYS = ("summarized", "omitted")
+
+
+def _check_thinking(thinking: object, output_config: object) -> None:
+    if thinking is not None:
+        if not isinstance(thinking, dict):
+            raise invalid("thinking: Input should be a valid dictionary")
+        kind = thinking.get("type")
+        if kind not in THINKING_TYPES:
+            tags = ", ".join(f"'{t}'" for t in THINKING_TYPES)
+            raise invalid(
+                f"thinking: Input tag '{kind}' found using 'type' does not match any of the "
+                f"expected tags: {tags}"
+            )
+        if kind == "enabled" and not _is_int(thinking.get("budget_tokens")):
+            raise invalid("thinking.enabled.budget_tokens: Field required")
+        display = thinking.get("display")
+        if display is not None and display not in THINKING_DISPLAYS:
+            raise invalid("thinking.display: Input should be 'summarized' or 'omitted'")
+    if output_config is not None and not isinstance(output_config, dict):
+        raise invalid("output_config: Input should be a valid dictionary")
+
+
 def validate_request(
     body: object,
     *,
-    max_output_tokens: int,
+    max_output_tokens: int | None = None,
     counting: bool = False,
-    api_version: str | None = SAMPLING_VERSION,
+    api_version: str | None = SAMPLING_API_VERSION,
 ) -> None:
     """Raise APIErrorReply unless `body` is a request the API would accept.
 
     `counting` is for `/v1/messages/count_tokens`, which takes no `max_tokens`.
+    `max_output_tokens`: the server's own cap, below the model's (None: the model's).
     """
     if not isinstance(body, dict):
         raise invalid("body: Input should be a valid dictionary")
@@ -151,7 +159,7 @@ def validate_request(
             raise invalid("max_tokens: Input should be a valid integer")
         if max_tokens < 1:
             raise invalid("max_tokens: Input should be greater than or equal to 1")
-        if max_tokens > max_output_tokens:
+        if max_output_tokens is not None and max_tokens > max_output_tokens:
             raise invalid(
                 f"max_tokens: {max_tokens} > {max_output_tokens}, which is the maximum "
                 f"allowed number of output tokens for {model}"
@@ -169,7 +177,12 @@ def validate_request(
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise invalid("tools: Input should be a valid list")
-    if body.get("stream") and not counting:
-        raise invalid("stream: streaming is not supported by the local API")
-    if not model.startswith("claude-"):
+    _check_thinking(body.get("thinking"), body.get("output_config"))
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid("stream: Input should be a valid boolean")
+    if rules_for(model) is None:
         raise APIErrorReply(404, f"model: {model}")
+    problem = request_problem(body, api_version=api_version)
+    if problem is not None:
+        raise invalid(problem.message)

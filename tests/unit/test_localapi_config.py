@@ -11,7 +11,8 @@ def test_defaults_match_the_documented_ones() -> None:
     config = parse_args([])
     assert (config.host, config.port, config.latency_ms) == ("127.0.0.1", 8765, 100.0)
     assert (config.rpm, config.itpm, config.otpm) == (None, None, None)
-    assert (config.context_window, config.max_output_tokens) == (200_000, 128_000)
+    # None: each model's own context window and output limit (config.models).
+    assert (config.context_window, config.max_output_tokens) == (None, None)
     assert config.max_body_bytes == 32 * 1024 * 1024
     assert (config.reply_min_tokens, config.reply_max_tokens) == (20, 120)
 

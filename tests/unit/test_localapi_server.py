@@ -22,7 +22,7 @@ KEY = "sk-test-local"
 REQUEST_ID = re.compile(r"^req_[A-Za-z0-9]{24}$")
 RATE_LIMIT_HEADERS = [
     f"anthropic-ratelimit-{bucket}-{what}"
-    for bucket in ("requests", "input-tokens", "output-tokens")
+    for bucket in ("requests", "tokens", "input-tokens", "output-tokens")
     for what in ("limit", "remaining", "reset")
 ]
 
@@ -98,19 +98,26 @@ def test_a_success_has_exactly_the_api_shape_and_headers(server: LocalAPIServer)
     answer = call(server)
     assert answer.status == 200
     body = answer.body
-    fields = "id type role model content stop_reason stop_sequence usage"
+    fields = "id type role model content stop_reason stop_sequence stop_details container usage"
     assert set(body) == set(fields.split())
+    assert body["stop_details"] is None and body["container"] is None
     assert re.match(r"^msg_[A-Za-z0-9]{24}$", body["id"])
     assert (body["type"], body["role"], body["model"]) == ("message", "assistant", MODEL)
     assert body["stop_reason"] == "end_turn"
     assert body["stop_sequence"] is None
     [block] = body["content"]
     assert block["type"] == "text"
+    # Sonnet 4.6 thinks only when asked: every output token is the text's.
     assert body["usage"] == {
-        "input_tokens": 6 + 3,
-        "output_tokens": count_text_tokens(block["text"]),
+        "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
+        "inference_geo": "global",
+        "input_tokens": 6 + 3,
+        "output_tokens": count_text_tokens(block["text"]),
+        "output_tokens_details": {"thinking_tokens": 0},
+        "server_tool_use": {"web_fetch_requests": 0, "web_search_requests": 0},
+        "service_tier": "standard",
     }
     assert REQUEST_ID.match(answer.headers["request-id"])
     assert all(name in answer.headers for name in RATE_LIMIT_HEADERS)
@@ -246,8 +253,10 @@ def test_the_request_limit_answers_429_with_retry_after(server: LocalAPIServer) 
 def test_output_tokens_are_charged_at_max_tokens_and_refunded(server: LocalAPIServer) -> None:
     server.configure(otpm=1000, reply_min_tokens=20, reply_max_tokens=20)
     answer = call(server, message(max_tokens=600))
-    remaining = int(answer.headers["anthropic-ratelimit-output-tokens-remaining"])
+    remaining = server.state.limits.output_tokens.remaining(time.time())
     assert 980 <= remaining <= 1000  # charged 600, refunded 580, plus refill
+    # The header rounds token figures to the nearest thousand, as the API does.
+    assert answer.headers["anthropic-ratelimit-output-tokens-remaining"] == "1000"
     assert call(server, message(max_tokens=1001)).status == 429
 
 

@@ -80,7 +80,7 @@ def test_a_well_formed_request_passes() -> None:
         ({"system": 3}, "system"),
         ({"system": [{"type": "image", "source": {}}]}, "system.0.type"),
         ({"metadata": "u"}, "metadata"),
-        ({"stream": True}, "stream"),
+        ({"stream": "yes"}, "stream"),
     ],
 )
 def test_each_invalid_field_is_a_400_naming_it(changes: dict[str, Any], field: str) -> None:
@@ -89,8 +89,8 @@ def test_each_invalid_field_is_a_400_naming_it(changes: dict[str, Any], field: s
     assert message.startswith(field)
 
 
-def test_streaming_is_refused_with_a_clear_message() -> None:
-    assert "streaming is not supported by the local API" in problem(valid(stream=True))[2]
+def test_a_stream_flag_must_be_a_boolean() -> None:
+    assert "stream: Input should be a valid boolean" in problem(valid(stream="yes"))[2]
 
 
 def test_a_body_that_is_not_an_object_is_a_400() -> None:
