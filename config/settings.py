@@ -68,6 +68,9 @@ class AnthropicSettings(_Section):
     # HTTP connections per worker process, one per thread making a call; a
     # thread past this many waits for one. 1000 is the SDK's own default.
     max_connections: int = Field(1000, ge=1)
+    # How many times a turn a server tool paused (stop_reason pause_turn) is
+    # sent back to let the model go on; each is a call of its own.
+    max_continuations: int = Field(5, ge=0, le=100)
 
 
 class RetrySettings(_Section):

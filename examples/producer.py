@@ -38,7 +38,9 @@ def main() -> int:
             args.items,
             name=args.name,
             system="You write one plain sentence.",
-            max_tokens=150,
+            # Thinking counts against max_tokens: little of it, and room for both.
+            max_tokens=1024,
+            effort="low",
             max_cost_usd=args.budget,
         )
     except InvalidBatchFile as exc:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +43,7 @@ from workers.app import app
 from workers.ledger import BatchStatus, Ledger, as_text
 from workers.models import CallRequest
 from workers.runtime import redis_client
+from workers.validation import validate_request
 
 CHUNK = 500
 ERRORS_KEPT = 1000
@@ -153,6 +154,7 @@ class Batch:
         model: str | None = None,
         max_tokens: int | None = None,
         system: str | None = None,
+        effort: str | None = None,
         vote: int | None = None,
         skip_invalid: bool = False,
         max_cost_usd: float | None = None,
@@ -161,6 +163,9 @@ class Batch:
         on_enqueued: Callable[[int, int], None] | None = None,
     ) -> Batch:
         """Validate ``source`` (a JSONL path, or item dicts), then enqueue its items.
+
+        ``model``, ``max_tokens``, ``system`` and ``effort`` (``output_config.effort``)
+        fill in what an item does not set.
 
         Raises:
             InvalidBatchFile: lines are invalid (nothing enqueued), unless ``skip_invalid``.
@@ -179,6 +184,7 @@ class Batch:
             model=model or settings.anthropic.default_model,
             max_tokens=max_tokens,
             system=system,
+            effort=effort,
             max_line_bytes=max_line_bytes or settings.batch.max_line_bytes,
         )
         report = _validate(source, spec)
@@ -250,6 +256,7 @@ class Batch:
                     "model": spec.model,
                     "max_tokens": spec.max_tokens,
                     "system": spec.system,
+                    "effort": spec.effort,
                     "vote": vote,
                     "max_cost_usd": max_cost_usd,
                 },
@@ -358,14 +365,23 @@ class Batch:
             self.redis.hset(batch_key, "enqueued", chunk_end)
         self.report.enqueued += len(to_send)
 
-    def _publish(self, items: Sequence[tuple[int, str, CallRequest]], vote: int | None) -> None:
+    def _publish(
+        self,
+        items: Sequence[tuple[int, str, CallRequest]],
+        vote: int | None,
+        *,
+        again: bool = False,
+    ) -> None:
+        """Enqueue ``items``; ``again``: sent by ``retry``, asking again where an answer
+        was stored but not complete."""
         if not items:
             return
+        extra = {"again": True} if again else {}
         if vote is not None:
             from orchestration.patterns import Vote
 
             for index, item_id, request in items:
-                option = {"id": self.id, "index": index, "item": item_id}
+                option = {"id": self.id, "index": index, "item": item_id, **extra}
                 Vote(
                     request,
                     n=vote,
@@ -383,7 +399,7 @@ class Batch:
                     "chorus.call",
                     args=(
                         request.model_dump(mode="json", exclude_none=True),
-                        {"batch": {"id": self.id, "index": index, "item": item_id}},
+                        {"batch": {"id": self.id, "index": index, "item": item_id, **extra}},
                     ),
                     argsrepr=argsrepr(request, batch_id=self.id, item_id=item_id),
                     kwargsrepr="{}",
@@ -468,13 +484,13 @@ class Batch:
                 state = as_text(raw_state) if raw_state else "p"
                 if failed_only and state != "f":
                     continue
-                record = _record(as_text(raw_id), raw, state)
                 if fmt == "batches":
-                    converted = as_batches_result(record, state)
+                    stored = json.loads(raw) if raw is not None else {"id": as_text(raw_id)}
+                    converted = as_batches_result(stored, state)
                     if converted is not None:
                         yield converted
                 else:
-                    yield record
+                    yield _record(as_text(raw_id), raw, state)
 
     def write_results(
         self, path: str | Path, *, failed_only: bool = False, fmt: ResultFormat = "chorus"
@@ -529,8 +545,29 @@ class Batch:
         return self._resend({"p"})
 
     def retry_failed(self) -> int:
-        """Enqueue the failed items again; returns how many."""
-        return self._resend({"f"})
+        """Enqueue the failed items again, whatever their outcome; returns how many."""
+        return self.retry()
+
+    def retry(
+        self, outcomes: Collection[str] | None = None, *, max_tokens: int | None = None
+    ) -> int:
+        """Enqueue again the items that ended without a complete answer; returns how many.
+
+        ``outcomes`` (``truncated``, ``refused``, ``failed``, ... see
+        ``workers.outcomes``) narrows them; None takes every one. An answer the
+        API gave but that was not complete is asked again, not served from the
+        result store; a complete answer is never asked again. ``max_tokens``:
+        send them with this output cap instead (a truncated answer needs more).
+
+        Raises:
+            InvalidRequest: ``max_tokens`` is not valid for an item's model.
+        """
+        return self._resend(
+            {"f"},
+            outcomes=None if outcomes is None else set(outcomes),
+            again=True,
+            max_tokens=max_tokens,
+        )
 
     def resume(self) -> int:
         """Lift a pause and send what never went out: paused items, unpublished ones,
@@ -553,7 +590,15 @@ class Batch:
             pipe.hdel(keys.batch_names(), status.name)
         pipe.execute()
 
-    def _resend(self, states: set[str], unpublished_from: int | None = None) -> int:
+    def _resend(
+        self,
+        states: set[str],
+        unpublished_from: int | None = None,
+        *,
+        outcomes: set[str] | None = None,
+        again: bool = False,
+        max_tokens: int | None = None,
+    ) -> int:
         chosen: list[int] = []
         for raw_index, raw_state in self.redis.hscan_iter(keys.batch_items(self.id), count=1000):
             index = int(raw_index)
@@ -563,24 +608,51 @@ class Batch:
             ):
                 chosen.append(index)
         chosen.sort()
+        if outcomes is not None:
+            chosen = self._with_outcome(chosen, outcomes)
         ids = self.redis.lrange(keys.batch_ids(self.id), 0, -1) if chosen else []
         for start in range(0, len(chosen), CHUNK):
             part = chosen[start : start + CHUNK]
             raws = self.redis.hmget(keys.batch_requests(self.id), part)
-            self.ledger.reopen(self.id, part)
-            plain: list[tuple[int, str, CallRequest]] = []
+            # Every request checked before any item is touched: a bad max_tokens
+            # leaves the items as they were.
+            items: list[tuple[tuple[int, str, CallRequest], int | None]] = []
+            rewritten: dict[str, str] = {}
             for index, raw in zip(part, raws, strict=True):
                 if raw is None:
                     continue  # its request expired with the batch's other keys
                 stored = json.loads(raw)
-                request = CallRequest.model_validate(stored["request"])
-                item = (index, as_text(ids[index]), request)
-                if stored.get("vote"):
-                    self._publish([item], stored["vote"])
+                if max_tokens is not None:
+                    stored["request"]["max_tokens"] = max_tokens
+                    request = validate_request(stored["request"])
+                    rewritten[str(index)] = json.dumps(stored, separators=(",", ":"))
                 else:
-                    plain.append(item)
-            self._publish(plain, None)
+                    request = CallRequest.model_validate(stored["request"])
+                items.append(((index, as_text(ids[index]), request), stored.get("vote")))
+            if rewritten:
+                pipe = self.redis.pipeline(transaction=False)
+                for field_name, value in rewritten.items():
+                    pipe.hset(keys.batch_requests(self.id), field_name, value)
+                pipe.execute()
+            self.ledger.reopen(self.id, part)
+            for item, vote in items:
+                if vote:
+                    self._publish([item], vote, again=again)
+            self._publish([item for item, vote in items if not vote], None, again=again)
         return len(chosen)
+
+    def _with_outcome(self, indexes: list[int], outcomes: set[str]) -> list[int]:
+        """The items among ``indexes`` whose result has one of ``outcomes``."""
+        kept: list[int] = []
+        for start in range(0, len(indexes), CHUNK):
+            part = indexes[start : start + CHUNK]
+            for index, raw in zip(
+                part, self.redis.hmget(keys.batch_results(self.id), part), strict=True
+            ):
+                outcome = json.loads(raw).get("outcome") if raw is not None else None
+                if (outcome or "failed") in outcomes:
+                    kept.append(index)
+        return kept
 
 
 # --- the local record: what this machine submitted, to rebuild a forgotten batch
@@ -654,14 +726,15 @@ def _stored_request(item: Item, vote: int | None) -> str:
 
 
 def _record(item_id: str, raw: bytes | None, state: str) -> dict[str, Any]:
+    """An item's line in chorus's format; ``raw`` is what the ledger stored, if anything."""
+    from orchestration.result_formats import as_chorus_result
     from workers.ledger import STATE_NAMES
 
+    state_name = STATE_NAMES.get(state, state)
     if raw is None:
-        return {"id": item_id, "ok": False, "state": STATE_NAMES.get(state, state), "text": None,
+        return {"id": item_id, "ok": False, "outcome": None, "state": state_name, "text": None,
                 "usage": None, "error": None}  # fmt: skip
-    record: dict[str, Any] = json.loads(raw)
-    record["state"] = STATE_NAMES.get(state, state)
-    return record
+    return as_chorus_result(json.loads(raw), state_name)
 
 
 def _resolve_id(client: redis.Redis, name: str | None) -> str:

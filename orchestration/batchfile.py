@@ -51,6 +51,8 @@ class InputSpec:
     model: str = ""
     max_tokens: int | None = None
     system: str | None = None
+    # output_config.effort for items that set none.
+    effort: str | None = None
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
     def template_fields(self) -> list[str]:
@@ -242,6 +244,8 @@ def _item(number: int, obj: Any, spec: InputSpec, fields: list[str]) -> Item | L
     }
     if spec.system:
         data["system"] = spec.system
+    if spec.effort:
+        data["output_config"] = {"effort": spec.effort}
     return _validated(number, item_id, data)
 
 
@@ -267,6 +271,12 @@ def _batches_line(number: int, obj: dict[str, Any], spec: InputSpec) -> Item | L
         data.setdefault("max_tokens", spec.max_tokens)
     if spec.system and "system" not in data:
         data["system"] = spec.system
+    if spec.effort:
+        config = data.get("output_config")
+        if config is None:
+            data["output_config"] = {"effort": spec.effort}
+        elif isinstance(config, dict) and "effort" not in config:
+            data["output_config"] = {**config, "effort": spec.effort}
     return _validated(number, custom_id, data, prefix="params.")
 
 

@@ -60,11 +60,16 @@ def main() -> None:
     """chorus: many Claude calls in parallel across Celery workers, under one rate limit."""
 
 
+# output_config.effort: how much a model thinks, where it thinks (config.models.EFFORTS).
+EFFORT = click.Choice(["low", "medium", "high", "xhigh", "max"])
+
+
 @main.command("call")
 @click.argument("prompt")
 @click.option("--model", help="Claude model (default: CHORUS_ANTHROPIC__DEFAULT_MODEL).")
 @click.option("--max-tokens", type=int, default=None, help="Output token cap (default 2048).")
 @click.option("--system", help="System prompt.")
+@click.option("--effort", type=EFFORT, help="output_config.effort: how much the model thinks.")
 @click.option(
     "--timeout",
     "timeout_s",
@@ -79,6 +84,7 @@ def call_cmd(
     model: str | None,
     max_tokens: int | None,
     system: str | None,
+    effort: str | None,
     timeout_s: float,
     as_json: bool,
 ) -> None:
@@ -91,7 +97,11 @@ def call_cmd(
     settings = with_redis()
     try:
         request = request_from_prompt(
-            prompt, model=model, max_tokens=max_tokens or DEFAULT_MAX_TOKENS, system=system
+            prompt,
+            model=model,
+            max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
+            system=system,
+            effort=effort,
         )
     except InvalidRequest as exc:
         fail(f"invalid request: {exc}")
@@ -103,11 +113,14 @@ def call_cmd(
         fail(f"no answer within {timeout_s:g} s (task {result.id} is still queued or running)", 1)
     if as_json:
         console.print_json(envelope.model_dump_json())
-    elif envelope.ok:
-        console.print(envelope.text, markup=False, highlight=False)
+    elif envelope.outcome.answered:
+        # The answer so far too when it is not complete (truncated, say): it was paid for.
+        if envelope.text:
+            console.print(envelope.text, markup=False, highlight=False)
         u = envelope.usage
+        thinking = f" ({u.thinking_tokens} thinking)" if u.thinking_tokens else ""
         err.print(
-            f"[dim]{envelope.model} · {u.input_tokens} in / {u.output_tokens} out tokens"
+            f"[dim]{envelope.model} · {u.input_tokens} in / {u.output_tokens} out tokens{thinking}"
             f"{f' · {u.cache_read_input_tokens} cache read' if u.cache_read_input_tokens else ''}"
             f" · {envelope.attempts} attempt{'s' if envelope.attempts != 1 else ''}"
             f"{' (stored result, no new call)' if envelope.cached else ''}"
@@ -117,6 +130,8 @@ def call_cmd(
     if not envelope.ok:
         assert envelope.error is not None
         e = envelope.error
+        if envelope.outcome.answered:
+            fail(f"the answer is not complete ({envelope.outcome.value}): {e.message}", 1)
         status = f" {e.status}" if e.status else ""
         request_id = f" (request id {e.request_id})" if e.request_id else ""
         fail(
@@ -210,6 +225,9 @@ def _pattern_common(fn: Any) -> Any:
     fn = click.option("--model", help="Claude model for every call.")(fn)
     fn = click.option("--max-tokens", type=int, default=None, help="Output cap per call.")(fn)
     fn = click.option(
+        "--effort", type=EFFORT, help="output_config.effort of every call: how much it thinks."
+    )(fn)
+    fn = click.option(
         "--min-success",
         default="0.5",
         show_default=True,
@@ -289,6 +307,7 @@ def vote_cmd(
     system: str | None,
     model: str | None,
     max_tokens: int | None,
+    effort: str | None,
     min_success: str,
     timeout_s: float,
     as_json: bool,
@@ -301,7 +320,11 @@ def vote_cmd(
 
     def start() -> Any:
         request = request_from_prompt(
-            prompt, model=model, max_tokens=max_tokens or DEFAULT_MAX_TOKENS, system=system
+            prompt,
+            model=model,
+            max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
+            system=system,
+            effort=effort,
         )
         return Vote(
             request,
@@ -319,14 +342,21 @@ ASPECT_PROMPT = "Review the document below for {aspect}. Be specific and brief.\
 
 
 def _aspect_requests(
-    document: str, aspects: tuple[str, ...], model: str | None, max_tokens: int
+    document: str,
+    aspects: tuple[str, ...],
+    model: str | None,
+    max_tokens: int,
+    effort: str | None = None,
 ) -> dict[str, Any]:
     """One request per distinct aspect, in the order given, each reading ``document``."""
     from orchestration.client import request_from_prompt
 
     return {
         a: request_from_prompt(
-            ASPECT_PROMPT.format(aspect=a, document=document), model=model, max_tokens=max_tokens
+            ASPECT_PROMPT.format(aspect=a, document=document),
+            model=model,
+            max_tokens=max_tokens,
+            effort=effort,
         )
         for a in dict.fromkeys(aspects)
     }
@@ -343,6 +373,7 @@ def section_cmd(
     merge: str,
     model: str | None,
     max_tokens: int | None,
+    effort: str | None,
     min_success: str,
     timeout_s: float,
     as_json: bool,
@@ -356,7 +387,7 @@ def section_cmd(
 
     def start() -> Any:
         limit = max_tokens or DEFAULT_MAX_TOKENS
-        requests = _aspect_requests(document, aspects, model, limit)
+        requests = _aspect_requests(document, aspects, model, limit, effort)
         return Section(
             requests,
             merge=merge,  # type: ignore[arg-type]
@@ -379,6 +410,7 @@ def fanout_cmd(
     synthesize: str,
     model: str | None,
     max_tokens: int | None,
+    effort: str | None,
     min_success: str,
     timeout_s: float,
     as_json: bool,
@@ -392,7 +424,7 @@ def fanout_cmd(
 
     def start() -> Any:
         limit = max_tokens or DEFAULT_MAX_TOKENS
-        requests = _aspect_requests(document, aspects, model, limit)
+        requests = _aspect_requests(document, aspects, model, limit, effort)
         return FanOut(
             requests,
             synthesize,
@@ -425,6 +457,7 @@ def _batch(id_or_name: str) -> Any:
 @click.option("--model", help="Model for items that name none.")
 @click.option("--max-tokens", type=int, default=None, help="Output cap for items that set none.")
 @click.option("--system", help="System prompt for items that set none.")
+@click.option("--effort", type=EFFORT, help="output_config.effort for items that set none.")
 @click.option("--vote", type=int, default=None, help="Sample each item N times; keep the majority.")
 @click.option("--name", help="Name the batch; submitting under the same name resumes it.")
 @click.option(
@@ -443,6 +476,7 @@ def submit_cmd(
     model: str | None,
     max_tokens: int | None,
     system: str | None,
+    effort: str | None,
     vote: int | None,
     name: str | None,
     max_cost: float | None,
@@ -477,6 +511,7 @@ def submit_cmd(
             model=model,
             max_tokens=max_tokens,
             system=system,
+            effort=effort,
             vote=vote,
             skip_invalid=skip_invalid,
             max_cost_usd=max_cost,
@@ -606,13 +641,64 @@ def cancel_cmd(batch_ref: str) -> None:
 @main.command("retry")
 @click.argument("batch_ref", metavar="BATCH")
 @click.option(
-    "--failed", "failed_only", is_flag=True, required=True, help="Re-run the failed items."
+    "--failed",
+    "all_failed",
+    is_flag=True,
+    help="Every item without a complete answer (the default).",
 )
-def retry_cmd(batch_ref: str, failed_only: bool) -> None:
-    """Run a batch's failed items again."""
+@click.option("--truncated", is_flag=True, help="Items cut off at max_tokens (thinking included).")
+@click.option("--refused", is_flag=True, help="Items the model declined (stop_reason refusal).")
+@click.option(
+    "--outcome",
+    "outcomes",
+    multiple=True,
+    metavar="OUTCOME",
+    help="Items with this outcome (truncated, truncated_by_thinking, refused, "
+    "context_exceeded, paused_turn, empty, failed, ...); may be given more than once.",
+)
+@click.option(
+    "--max-tokens", type=int, default=None, help="Send them with this output cap instead."
+)
+def retry_cmd(
+    batch_ref: str,
+    all_failed: bool,
+    truncated: bool,
+    refused: bool,
+    outcomes: tuple[str, ...],
+    max_tokens: int | None,
+) -> None:
+    """Run again a batch's items that ended without a complete answer.
+
+    An answer that came back incomplete (truncated, refused, ...) is asked
+    again, not served from the result store. A truncated answer is likely to
+    be cut again at the same cap: give it more with --max-tokens.
+    """
+    from workers.outcomes import NOT_COMPLETE
+
+    chosen = set(outcomes)
+    unknown = chosen - NOT_COMPLETE - {"failed"}
+    if unknown:
+        fail(f"no such outcome: {', '.join(sorted(unknown))} (one of "
+             f"{', '.join(sorted(NOT_COMPLETE | {'failed'}))})")  # fmt: skip
+    if truncated:
+        chosen |= {"truncated", "truncated_by_thinking"}
+    if refused:
+        chosen.add("refused")
+    from workers.errors import InvalidRequest
+
     with_redis()
-    count = _batch(batch_ref).retry_failed()
-    err.print(f"chorus: {count:,} failed items enqueued again", markup=False)
+    try:
+        count = _batch(batch_ref).retry(
+            None if all_failed or not chosen else chosen, max_tokens=max_tokens
+        )
+    except InvalidRequest as exc:
+        fail(f"invalid request: {exc}")
+    what = (
+        "items without a complete answer"
+        if all_failed or not chosen
+        else ("items (" + ", ".join(sorted(chosen)) + ")")
+    )
+    err.print(f"chorus: {count:,} {what} enqueued again", markup=False)
     if count:
         warn_if_no_worker()
 

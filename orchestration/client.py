@@ -27,12 +27,17 @@ def request_from_prompt(
     model: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     system: str | None = None,
+    effort: str | None = None,
     **params: Any,
 ) -> CallRequest:
     """A validated one-turn request.
 
+    ``effort``: ``output_config.effort`` (low, medium, high, xhigh, max), how
+    much the model thinks where it thinks; thinking counts against
+    ``max_tokens``. Other keyword arguments are Messages API parameters.
+
     Raises:
-        InvalidRequest: naming the bad field.
+        InvalidRequest: naming the bad field (or the model's rule it breaks).
     """
     data: dict[str, Any] = {
         "model": model or get_settings().anthropic.default_model,
@@ -40,6 +45,8 @@ def request_from_prompt(
         "messages": [{"role": "user", "content": prompt}],
         **params,
     }
+    if effort is not None:
+        data["output_config"] = {**data.get("output_config", {}), "effort": effort}
     if system is not None:
         data["system"] = system
     return validate_request(data)

@@ -19,7 +19,7 @@ import os
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from config.settings import get_settings
 from orchestration.embedded import RedisUnavailable, ensure_redis, stop_redis_server
 from orchestration.fleet import Fleet, start_local_api, start_workers, wait_for_workers
 from workers.app import reconfigure
+from workers.fanin.results import PatternResult
 
 DEMO_KEY = "sk-ant-local-demo-not-a-real-key"
 WORKERS = 2
@@ -45,6 +46,15 @@ LOCAL_API_ARGS = [
     "--rate-529", "0.03", "--seed", "7",
 ]  # fmt: skip
 REAL_API_ITEMS = 20
+# The default model thinks before it answers (adaptive thinking is on by
+# default on the Sonnet 5 line), and thinking counts against max_tokens: a
+# one-sentence summary with max_tokens=150 can end with every token spent
+# thinking and no text. So each step says how hard to think (effort) and
+# leaves room for the thinking as well as the answer.
+BATCH_MAX_TOKENS, BATCH_EFFORT = 1024, "low"  # a one-sentence summary
+VOTE_MAX_TOKENS, VOTE_EFFORT = 1024, "low"  # a one-word label
+RESEARCH_MAX_TOKENS, RESEARCH_EFFORT = 2048, "medium"  # a paragraph of analysis
+SYNTHESIS_MAX_TOKENS = 4096  # the model's default effort (high): room to think
 
 
 def data_file(name: str) -> Path:
@@ -62,6 +72,8 @@ class Row:
     tokens_out: int
     cost_usd: float | None
     http_429: int | None
+    # Answers that were not complete (or calls that failed), by outcome.
+    not_complete: dict[str, int] = field(default_factory=dict)
 
 
 class LocalStats:
@@ -141,7 +153,12 @@ def _batch(console: Console, witness: LocalStats, limit: int | None) -> Row:
     console.print(f"[bold]1. A batch: {len(items)} customer reviews to summarise[/bold]")
     before = witness.http_429()
     started = time.perf_counter()
-    batch = Batch.submit(items, max_tokens=150, name=f"demo-{uuid.uuid4().hex[:6]}")
+    batch = Batch.submit(
+        items,
+        max_tokens=BATCH_MAX_TOKENS,
+        effort=BATCH_EFFORT,
+        name=f"demo-{uuid.uuid4().hex[:6]}",
+    )
     status = follow(batch, console)
     seconds = time.perf_counter() - started
     sample = next((r for r in batch.results() if r["ok"]), None)
@@ -149,7 +166,7 @@ def _batch(console: Console, witness: LocalStats, limit: int | None) -> Row:
         console.print(f"   e.g. {sample['id']}: {sample['text'][:90]}...", markup=False)
     console.print(f"   results: chorus results {batch.id} -o reviews.out.jsonl\n", markup=False)
     return Row(
-        "batch of reviews",
+        "reviews",
         status.total,
         status.count("complete"),
         status.calls,
@@ -158,6 +175,7 @@ def _batch(console: Console, witness: LocalStats, limit: int | None) -> Row:
         status.output_tokens,
         status.cost_usd,
         _diff(witness.http_429(), before),
+        {name: n for name, n in status.outcomes.items() if name != "complete" and n},
     )
 
 
@@ -172,7 +190,8 @@ def _vote(console: Console, witness: LocalStats) -> Row:
     console.print("[bold]2. A vote: the same question 5 times, the majority kept[/bold]")
     before = witness.http_429()
     started = time.perf_counter()
-    result = voting(request_from_prompt(question, max_tokens=20), n=5).wait(300)
+    request = request_from_prompt(question, max_tokens=VOTE_MAX_TOKENS, effort=VOTE_EFFORT)
+    result = voting(request, n=5).wait(300)
     seconds = time.perf_counter() - started
     table = ", ".join(f"{row.text!r} x{row.count}" for row in result.votes or [])
     console.print(
@@ -181,7 +200,7 @@ def _vote(console: Console, witness: LocalStats) -> Row:
     )
     return Row("vote (n=5)", 1, int(result.ok), result.calls, seconds,
                result.usage.input_tokens, result.usage.output_tokens, result.cost_usd,
-               _diff(witness.http_429(), before))  # fmt: skip
+               _diff(witness.http_429(), before), _not_complete(result))  # fmt: skip
 
 
 def _fan_out(console: Console, witness: LocalStats) -> Row:
@@ -194,7 +213,9 @@ def _fan_out(console: Console, witness: LocalStats) -> Row:
     aspects = ("product quality", "delivery", "customer support")
     subtasks = {
         a: request_from_prompt(
-            f"From these reviews, what do buyers say about {a}?\n\n{reviews}", max_tokens=300
+            f"From these reviews, what do buyers say about {a}?\n\n{reviews}",
+            max_tokens=RESEARCH_MAX_TOKENS,
+            effort=RESEARCH_EFFORT,
         )
         for a in aspects
     }
@@ -202,13 +223,24 @@ def _fan_out(console: Console, witness: LocalStats) -> Row:
     before = witness.http_429()
     started = time.perf_counter()
     result = fan_out_fan_in(
-        subtasks, "Write a short report for the product team from these analyses."
+        subtasks,
+        "Write a short report for the product team from these analyses.",
+        max_tokens=SYNTHESIS_MAX_TOKENS,
     ).wait(300)
     seconds = time.perf_counter() - started
     console.print(f"   {result.text[:160]}...\n", markup=False)
-    return Row("fan-out + synthesis", 1, int(result.ok), result.calls, seconds,
+    return Row("fan-out", 1, int(result.ok), result.calls, seconds,
                result.usage.input_tokens, result.usage.output_tokens, result.cost_usd,
-               _diff(witness.http_429(), before))  # fmt: skip
+               _diff(witness.http_429(), before), _not_complete(result))  # fmt: skip
+
+
+def _not_complete(result: PatternResult) -> dict[str, int]:
+    """The pattern's branches that did not answer completely, by outcome."""
+    counts: dict[str, int] = {}
+    for branch in result.branches:
+        if not branch.ok and not branch.skipped:
+            counts[branch.outcome] = counts.get(branch.outcome, 0) + 1
+    return counts
 
 
 def _diff(after: int | None, before: int | None) -> int | None:
@@ -216,18 +248,32 @@ def _diff(after: int | None, before: int | None) -> int | None:
 
 
 def _summary(rows: list[Row]) -> Table:
-    table = Table(title="summary", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("run", "items", "ok", "calls/s", "tokens in/out", "cost", "429s"):
+    # Collapsed padding: eight columns fit the 80 a pipe or a CI log gives.
+    table = Table(title="summary", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in (
+        "run",
+        "items",
+        "ok",
+        "not ok",
+        "calls/s",
+        "tokens in/out",
+        "cost",
+        "429s",
+    ):
         table.add_column(column, justify="left" if column == "run" else "right", no_wrap=True)
     for row in rows:
         table.add_row(
             row.what,
             f"{row.items:,}",
             f"{row.ok / row.items:.0%}" if row.items else "-",
+            ", ".join(f"{n} {name}" for name, n in row.not_complete.items()) or "-",
             f"{row.calls / row.seconds:,.1f}" if row.seconds else "-",
             f"{row.tokens_in:,}/{row.tokens_out:,}",
             "unknown" if row.cost_usd is None else f"${row.cost_usd:,.4f}",
             "-" if row.http_429 is None else f"{row.http_429:,}",
         )
-    table.caption = "429s: rate-limit refusals the API answered (chorus's limiter aims for 0)"
+    table.caption = (
+        "ok: complete answers; not ok: the rest, by outcome (truncated, refused, ...)\n"
+        "429s: rate-limit refusals the API answered (chorus's limiter aims for 0)"
+    )
     return table

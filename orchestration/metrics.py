@@ -9,7 +9,9 @@ cluster's, whichever machine Flower runs on (docs/FLEET.md lists them):
 - ``chorus_queue_messages{queue}``, ``chorus_queue_unacked_messages``: the backlog,
   and the messages workers hold unacknowledged.
 - ``chorus_batch_info{batch,name,state}``, ``chorus_batch_items{batch,name,state}``
-  (pending, running, waiting, complete, failed...), ``chorus_batch_size``,
+  (pending, running, waiting, complete, failed...),
+  ``chorus_batch_outcomes{batch,name,outcome}`` (complete, truncated,
+  truncated_by_thinking, refused, ..., failed), ``chorus_batch_size``,
   ``chorus_batch_tokens{...,kind}``, ``chorus_batch_cost_usd``,
   ``chorus_batch_calls``, ``chorus_batch_rate_limit_wait_seconds``.
 - ``chorus_limiter_level{key,family,bucket}``, ``_capacity``,
@@ -42,6 +44,7 @@ from config.settings import Settings, get_settings
 from workers import keys
 from workers.errors import LimiterUnavailable
 from workers.ledger import STATE_NAMES, BatchStatus, as_text, parse_status
+from workers.outcomes import Outcome
 from workers.ratelimit.backends.redis import RedisLimiter
 from workers.ratelimit.limitkey import api_fingerprint, family_of_key, model_family
 
@@ -49,6 +52,7 @@ DEFAULT_BATCHES = 20
 # kombu's Redis transport keeps delivered, unacknowledged messages in this hash.
 UNACKED_KEY = "unacked"
 TOKEN_KINDS = ("input", "output", "cache_write", "cache_read")
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
 
 
 class ChorusCollector:
@@ -131,6 +135,9 @@ def _add_batch(f: _Families, status: BatchStatus) -> None:
     f.batch_info.add_metric([*labels, status.state], 1)
     for state in STATE_NAMES.values():
         f.batch_items.add_metric([*labels, state], status.count(state))
+    outcomes = status.outcomes
+    for outcome in OUTCOMES:
+        f.batch_outcomes.add_metric([*labels, outcome], outcomes.get(outcome, 0))
     f.batch_total.add_metric(labels, status.total)
     tokens = (
         status.input_tokens,
@@ -179,6 +186,11 @@ class _Families:
         )
         self.batch_items = GaugeMetricFamily(
             "chorus_batch_items", "Items of a batch in each state", labels=[*batch, "state"]
+        )
+        self.batch_outcomes = GaugeMetricFamily(
+            "chorus_batch_outcomes",
+            "Items of a batch by how their call ended (only complete is a success)",
+            labels=[*batch, "outcome"],
         )
         self.batch_total = GaugeMetricFamily("chorus_batch_size", "Items in a batch", labels=batch)
         self.batch_tokens = GaugeMetricFamily(

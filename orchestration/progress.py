@@ -39,9 +39,8 @@ def describe(status: BatchStatus, rate: float) -> Text:
     """One line of what is happening now."""
     remaining = status.total - status.ended
     eta = f"{remaining / rate:,.0f} s" if rate > 0 and remaining else "-"
-    parts = [
-        f"done {status.count('complete'):,}",
-        f"failed {status.count('failed'):,}",
+    parts = [f"{name.replace('_', ' ')} {n:,}" for name, n in status.outcomes.items()]
+    parts += [
         f"running {status.count('running'):,}",
         f"retrying {status.count('retrying'):,}",
         f"rate-limited {status.count('waiting'):,}",
@@ -59,6 +58,9 @@ def describe(status: BatchStatus, rate: float) -> Text:
         f"{status.output_tokens:,} out · cost {_money(status.cost_usd)}"
         + (f" of {_money(status.max_cost_usd)}" if status.max_cost_usd else "")
     )
+    advice = outcome_advice(status)
+    if advice:
+        line.append(f"\n{advice}", style="yellow")
     if status.pause_message:
         line.append(f"\nPAUSED: {status.pause_message}", style="bold red")
     elif status.stop == "cancelled":
@@ -66,6 +68,31 @@ def describe(status: BatchStatus, rate: float) -> Text:
     elif status.stop == "budget":
         line.append("\nthe budget is reached: items not yet sent are skipped", style="yellow")
     return line
+
+
+# What to do about each outcome that is not a complete answer, said once per view.
+ADVICE = {
+    "truncated_by_thinking": (
+        "{n} cut off while thinking, with no answer: raise max_tokens (thinking counts "
+        "against it) or lower output_config.effort, then `chorus retry {batch} --truncated "
+        "--max-tokens N`"
+    ),
+    "truncated": (
+        "{n} cut off at max_tokens: `chorus retry {batch} --truncated --max-tokens N` with more"
+    ),
+    "refused": "{n} declined by the model (refusal): `chorus results {batch}` says why",
+    "context_exceeded": "{n} filled the model's context window: shorten those prompts",
+}
+
+
+def outcome_advice(status: BatchStatus) -> str:
+    """One line per outcome that needs the user, with the command that helps."""
+    lines = [
+        advice.format(n=f"{status.outcomes[name]:,}", batch=status.name or status.id)
+        for name, advice in ADVICE.items()
+        if status.outcomes.get(name)
+    ]
+    return "\n".join(lines)
 
 
 def follow(batch: Batch, console: Console, *, poll_s: float = 0.5) -> BatchStatus:
@@ -108,6 +135,11 @@ def status_table(status: BatchStatus) -> Table:
     table.add_row("items", f"{status.total:,} ({status.enqueued:,} enqueued)")
     counts = ", ".join(f"{name} {n:,}" for name, n in status.counts.items() if n)
     table.add_row("by state", counts or "-")
+    outcomes = ", ".join(f"{name} {n:,}" for name, n in status.outcomes.items())
+    table.add_row("by outcome", outcomes)
+    advice = outcome_advice(status)
+    if advice:
+        table.add_row("", advice)
     table.add_row(
         "tokens",
         f"{status.input_tokens:,} in, {status.output_tokens:,} out, "
@@ -120,10 +152,9 @@ def status_table(status: BatchStatus) -> Table:
         cost += f" (+ {status.cost_unknown_items} items at an unknown price)"
     table.add_row("cost", cost)
     table.add_row("API calls", f"{status.calls:,} ({status.cached:,} answered from the store)")
-    if status.errors:
-        table.add_row(
-            "errors", ", ".join(f"{k} {v}" for k, v in sorted(status.errors.items()) if v)
-        )
+    errors = {k: v for k, v in status.errors.items() if v and k not in status.outcomes}
+    if errors:
+        table.add_row("errors", ", ".join(f"{k} {v}" for k, v in sorted(errors.items())))
     if status.retries:
         table.add_row("retries", ", ".join(f"{k} {v}" for k, v in sorted(status.retries.items())))
     if status.rate_limit_wait_s:

@@ -10,13 +10,17 @@ The steps, each a place where money or work could be lost:
    sleeps exactly the wait it is given.
 4. The SDK makes one attempt (``max_retries=0``); a transient failure is
    retried here with full-jitter backoff or the server's ``retry-after``, a
-   429 also holds back every other worker through the limiter's cooldown.
-5. The reservation is settled to the reported usage, a success stored and
-   the claim released, with the caller's own writes, in one round trip.
+   429 also holds back every other worker through the limiter's cooldown. A
+   turn a server tool paused (``pause_turn``) is sent back as it is, up to
+   ``max_continuations`` times, each an attempt through the limiter.
+5. The reservation is settled to the reported usage, the answer stored
+   (complete or not: it was paid for) and the claim released, with the
+   caller's own writes, in one round trip.
 
 Nothing here raises for an expected failure: the result is always an
-:class:`~workers.models.Envelope`, with ``ok: false`` and the error's type,
-status and request id when the call could not be made.
+:class:`~workers.models.Envelope`. A message that came back gets its outcome
+(``workers.outcomes``): ``ok`` only for a complete answer; a call that could
+not be made has ``ok: false`` and the error's type, status and request id.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from config.prices import ModelPrice
 from workers.durable import TRANSIENT, retrying
@@ -39,7 +43,8 @@ from workers.errors import (
     ProviderError,
     RateLimited,
 )
-from workers.models import CallRequest, Envelope, ErrorInfo, Usage
+from workers.models import CallRequest, Envelope, ErrorInfo, sum_api_usage
+from workers.outcomes import Outcome
 from workers.provider import ProviderReply
 from workers.ratelimit.backend import Cost, RateLimiter, Reservation
 from workers.redisio import Command, run_together
@@ -85,6 +90,8 @@ class CallDeps:
     limit_key: Callable[[str], str]
     estimate_input_tokens: Callable[[CallRequest], int]
     request_timeout_s: float = 600.0
+    # How many times a turn a server tool paused (pause_turn) is sent back.
+    max_continuations: int = 5
     price_for: Callable[[str], ModelPrice | None] = lambda model: None
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -118,8 +125,12 @@ def execute(
     observer: Observer | None = None,
     looked: tuple[Envelope | None, bool] | None = None,
     writes: Writes | None = None,
+    ask_again: bool = False,
 ) -> Envelope:
     """Make the call ``request`` describes; never raises for a failed call.
+
+    ``ask_again``: a stored answer that is not complete is not the result; the
+    call is made again (``chorus retry`` of a truncated or refused item).
 
     ``looked``: the caller already sent :meth:`ResultStore.look_commands` with
     its own first commands, and these are :meth:`ResultStore.looked`'s answer.
@@ -135,7 +146,7 @@ def execute(
     store = deps.store
 
     if store is not None:
-        stored, claimed = _stored_or_claimed(key, deps, progress, owner, looked)
+        stored, claimed = _stored_or_claimed(key, deps, progress, owner, looked, ask_again)
         answer: Envelope | None = None
         if stored is not None:
             answer = stored.model_copy(
@@ -218,7 +229,9 @@ def _end(
             settle.append(command)
     durable: list[Command] = []
     if deps.store is not None:
-        if envelope.ok:
+        if envelope.outcome.answered:
+            # Every answer paid for is kept, complete or not: a redelivery or an
+            # identical request is answered from here, never paid again.
             durable.append(deps.store.put_command(envelope))
         durable.append(deps.store.release_command(key, owner))
     if writes is not None:
@@ -235,6 +248,7 @@ def _stored_or_claimed(
     progress: _Progress,
     owner: str,
     looked: tuple[Envelope | None, bool] | None,
+    ask_again: bool,
 ) -> tuple[Envelope | None, bool]:
     """(the stored result, False) or (None, True) once this caller holds the claim.
 
@@ -242,7 +256,7 @@ def _stored_or_claimed(
     """
     assert deps.store is not None
     while True:
-        stored, claimed = looked or deps.store.look(key, owner)
+        stored, claimed = looked or deps.store.look(key, owner, ask_again=ask_again)
         looked = None
         if stored is not None or claimed:
             return stored, claimed
@@ -262,8 +276,12 @@ def _attempt_until_done(
     observer: Observer | None,
 ) -> Envelope:
     limit_key = deps.limit_key(request.model)
+    sending = request
     cost = Cost(1, deps.estimate_input_tokens(request), request.max_tokens)
     limiter_failures = 0
+    continuations = 0
+    # The reply so far of a turn a server tool paused (pause_turn).
+    turn: dict[str, Any] | None = None
     while True:
         if guard is not None and (stop := guard("reserve")) is not None:
             return Envelope.failure(key, stop)
@@ -289,7 +307,7 @@ def _attempt_until_done(
         progress.attempts += 1
         timeout_s = min(deps.request_timeout_s, max(0.001, progress.deadline - deps.clock()))
         try:
-            reply = deps.provider.send(request, timeout_s=timeout_s, key=key)
+            reply = deps.provider.send(sending, timeout_s=timeout_s, key=key)
         except ProviderError as exc:
             _settle_failed(deps, reservation)
             if isinstance(exc, RateLimited) and exc.retry_after_s:
@@ -307,15 +325,36 @@ def _attempt_until_done(
             continue
 
         progress.latency_ms = reply.latency_ms
-        envelope = _succeeded(key, reply, deps.price_for)
+        raw_usage = reply.message.get("usage") or {}
         used = Cost(
             1,
-            envelope.usage.input_tokens + envelope.usage.cache_creation_input_tokens,
-            envelope.usage.output_tokens,
+            int(raw_usage.get("input_tokens") or 0)
+            + int(raw_usage.get("cache_creation_input_tokens") or 0),
+            int(raw_usage.get("output_tokens") or 0),
         )
+        turn = reply.message if turn is None else _continued_turn(turn, reply.message)
+        if turn.get("stop_reason") == "pause_turn" and continuations < deps.max_continuations:
+            # A server tool paused the turn: send it back as it is, and the
+            # model goes on (platform.claude.com/docs, "pause_turn"). Each
+            # continuation is an attempt of its own, through the limiter.
+            _ignore_limiter_outage(deps.limiter.settle, reservation, used, reply.limit_headers)
+            continuations += 1
+            sending = request.continued(turn["content"])
+            cost = Cost(1, deps.estimate_input_tokens(sending), sending.max_tokens)
+            continue
+        envelope = _answered(key, turn, request.max_tokens, deps.price_for)
         # Settled by _end, in the round trip that stores the result.
         progress.settle = (reservation, used, reply.limit_headers)
         return envelope
+
+
+def _continued_turn(turn: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+    """The last reply, holding the whole turn's content and every call's usage summed."""
+    return {
+        **reply,
+        "content": [*turn.get("content", []), *reply.get("content", [])],
+        "usage": sum_api_usage(turn.get("usage") or {}, reply.get("usage") or {}),
+    }
 
 
 def _reserve(
@@ -373,30 +412,26 @@ def _failed(key: str, exc: ChorusError, cause: ChorusError | None = None) -> Env
     return Envelope.failure(key, info)
 
 
-def _succeeded(
-    key: str, reply: ProviderReply, price_for: Callable[[str], ModelPrice | None]
+def _answered(
+    key: str,
+    message: dict[str, Any],
+    max_tokens: int,
+    price_for: Callable[[str], ModelPrice | None],
 ) -> Envelope:
-    message = reply.message
-    content = message.get("content") or []
-    text = "".join(b.get("text", "") for b in content if b.get("type") == "text")
-    raw = message.get("usage") or {}
-    usage = Usage(
-        input_tokens=raw.get("input_tokens") or 0,
-        output_tokens=raw.get("output_tokens") or 0,
-        cache_creation_input_tokens=raw.get("cache_creation_input_tokens") or 0,
-        cache_read_input_tokens=raw.get("cache_read_input_tokens") or 0,
-    )
     model = message.get("model")
     price = price_for(model) if isinstance(model, str) else None
-    return Envelope(
-        ok=True,
-        key=key,
-        model=message.get("model"),
-        message_id=message.get("id"),
-        text=text,
-        content=content,
-        stop_reason=message.get("stop_reason"),
-        stop_sequence=message.get("stop_sequence"),
-        usage=usage,
-        cost_usd=None if price is None else price.cost_usd(**usage.model_dump()),
-    )
+    envelope = Envelope.answered(key, message, max_tokens=max_tokens)
+    if price is None:
+        return envelope
+    usage = envelope.usage
+    if envelope.outcome is Outcome.REFUSED and usage.output_tokens == 0:
+        # "Requests declined before any output is generated are not billed."
+        cost = 0.0
+    else:
+        cost = price.cost_usd(
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_creation_input_tokens,
+            usage.cache_read_input_tokens,
+        )
+    return envelope.model_copy(update={"cost_usd": cost})

@@ -71,13 +71,16 @@ class ProviderError(ChorusError):
         request_id: str | None = None,
         api_type: str | None = None,
         retry_after_s: float | None = None,
+        error_code: str | None = None,
     ) -> None:
-        super().__init__(message, status, request_id, api_type, retry_after_s)
+        super().__init__(message, status, request_id, api_type, retry_after_s, error_code)
         self.status = status
         self.request_id = request_id
         # The provider's own error.type when it sent one ("overloaded_error").
         self.api_type = api_type
         self.retry_after_s = retry_after_s
+        # Its error.details.error_code when it sent one ("ramp_limit_exceeded").
+        self.error_code = error_code
 
     @property
     def type(self) -> str:
@@ -227,7 +230,8 @@ def error_for_status(
     request_id: str | None = None,
     api_type: str | None = None,
     retry_after_s: float | None = None,
+    error_code: str | None = None,
 ) -> ProviderError:
     """Build the right :class:`ProviderError` for an HTTP error status."""
     cls = error_class_for_status(status)
-    return cls(message, status, request_id, api_type, retry_after_s)
+    return cls(message, status, request_id, api_type, retry_after_s, error_code)

@@ -64,12 +64,17 @@ STATE_FOR_ERROR = {
 
 
 class BatchOption(BaseModel):
-    """Which batch item a task works on. ``part``: one call of a multi-call item (a vote)."""
+    """Which batch item a task works on. ``part``: one call of a multi-call item (a vote).
+
+    ``again``: sent again by ``chorus retry``; a stored answer that is not
+    complete is asked again instead of returned.
+    """
 
     id: str
     index: int
     item: str
     part: bool = False
+    again: bool = False
 
 
 class LedgerObserver(Observer):
@@ -187,6 +192,7 @@ def run_item(
         observer=LedgerObserver(ledger, option),
         looked=looked,
         writes=writes,
+        ask_again=option.again,
     )
 
 

@@ -11,36 +11,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.models import request_problem, rules_for
 from workers.errors import ChorusError
+from workers.outcomes import Outcome, answer_text, classify
 
-# The API version that still takes sampling parameters; SDK 2.x sends
-# 2026-10-21, which answers 400 to temperature, top_p and top_k.
-SAMPLING_API_VERSION = "2023-06-01"
 KEY_VERSION = "v1"
-
-_MODEL_VERSION = re.compile(r"^claude-(opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?:-\d{8})?$")
 
 
 def accepts_sampling_params(model: str) -> bool | None:
-    """Whether ``model`` takes temperature, top_p and top_k; None when unknown.
+    """Whether ``model`` takes temperature, top_p and top_k; None when chorus does not know it.
 
-    Anthropic removed them from Opus 4.7, Sonnet 5, Haiku 5 and every later
-    or newer-named model (Fable, Mythos); the 3.x line and Opus/Sonnet up to
-    4.6 and Haiku up to 4.5 still take them on API version 2023-06-01.
+    From the model table (``config.models``): Anthropic removed them from
+    Opus 4.7, Sonnet 5, Haiku 5.5 and every later model; Opus/Sonnet 4.6 and
+    the 4.5 line still take them, on API version 2023-06-01.
     """
-    if model.startswith("claude-3"):
-        return True
-    match = _MODEL_VERSION.match(model)
-    if match is None:
-        return False if model.startswith(("claude-fable", "claude-mythos")) else None
-    family, major, minor = match.group(1), int(match.group(2)), int(match.group(3) or 0)
-    last_with_sampling = (4, 5) if family == "haiku" else (4, 6)
-    return (major, minor) <= last_with_sampling
+    rules = rules_for(model)
+    return None if rules is None else rules.sampling
 
 
 class _Model(BaseModel):
@@ -121,13 +112,14 @@ class CallRequest(_Model):
         return value
 
     @model_validator(mode="after")
-    def _sampling_params_for_model(self) -> CallRequest:
-        used = [n for n in ("temperature", "top_p", "top_k") if getattr(self, n) is not None]
-        if used and accepts_sampling_params(self.model) is False:
+    def _rules_of_the_model(self) -> CallRequest:
+        # The rules the API enforces per model (config.models): refused here,
+        # before anything is enqueued, rather than as a 400 on every item.
+        body = self.model_dump(mode="json", exclude_none=True, exclude={"sample"})
+        problem = request_problem(body)
+        if problem is not None:
             raise ValueError(
-                f"{used[0]}: {self.model} does not accept sampling parameters "
-                "(Anthropic removed temperature, top_p and top_k from Opus 4.7, Sonnet 5 "
-                "and later models); leave them out"
+                f"{problem.field}: {problem.rule}; the API answers 400: {problem.message}"
             )
         return self
 
@@ -150,6 +142,15 @@ class CallRequest(_Model):
             for name in ("temperature", "top_p", "top_k")
             if (value := getattr(self, name)) is not None
         }
+
+    def continued(self, content: list[dict[str, Any]]) -> CallRequest:
+        """This request with ``content`` sent back as the assistant's turn: a paused turn goes on.
+
+        The API's ``pause_turn``: "provide the response back as-is in a
+        subsequent request to let the model continue" (SDK ``types/message.py``).
+        """
+        turn = Message.model_construct(role="assistant", content=content)
+        return self.model_copy(update={"messages": [*self.messages, turn]})
 
     def key(self) -> str:
         """The content address of this call: equal requests share it, samples do not."""
@@ -175,23 +176,54 @@ class CallRequest(_Model):
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class CacheCreation(BaseModel):
+    """Cache writes by TTL (``usage.cache_creation``): they are priced apart."""
+
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
+class ServerToolUse(BaseModel):
+    """Server tool requests (``usage.server_tool_use``): each is charged."""
+
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+
+
 class Usage(BaseModel):
-    """Tokens as the API reports them."""
+    """Tokens as the API reports them, for arithmetic (sums, costs, budgets).
+
+    A view: the message keeps the usage object exactly as the API sent it.
+    ``thinking_tokens`` is ``output_tokens_details.thinking_tokens``, a part
+    of ``output_tokens`` (which stays the billed total).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    cache_creation: CacheCreation = Field(default_factory=CacheCreation)
+    server_tool_use: ServerToolUse = Field(default_factory=ServerToolUse)
+    thinking_tokens: int = 0
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any] | None) -> Usage:
+        """The view of an API ``usage`` object; absent or null fields count 0."""
+        if not raw:
+            return cls()
+        details = raw.get("output_tokens_details") or {}
+        return cls(
+            input_tokens=raw.get("input_tokens") or 0,
+            output_tokens=raw.get("output_tokens") or 0,
+            cache_creation_input_tokens=raw.get("cache_creation_input_tokens") or 0,
+            cache_read_input_tokens=raw.get("cache_read_input_tokens") or 0,
+            cache_creation=CacheCreation.model_validate(raw.get("cache_creation") or {}),
+            server_tool_use=ServerToolUse.model_validate(raw.get("server_tool_use") or {}),
+            thinking_tokens=details.get("thinking_tokens") or 0,
+        )
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            cache_creation_input_tokens=(
-                self.cache_creation_input_tokens + other.cache_creation_input_tokens
-            ),
-            cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
-        )
+        return Usage.model_validate(_sum_counts(self.model_dump(), other.model_dump()))
 
     @property
     def total_tokens(self) -> int:
@@ -203,14 +235,44 @@ class Usage(BaseModel):
         )
 
 
+def _sum_counts(one: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """Two usage objects added field by field; a field only one has is kept as it is.
+
+    Numbers add, nested objects add recursively, anything else (``service_tier``,
+    ``inference_geo``) is the later one's.
+    """
+    summed: dict[str, Any] = dict(one)
+    for name, value in other.items():
+        mine = summed.get(name)
+        if isinstance(value, bool) or isinstance(mine, bool):
+            summed[name] = value
+        elif isinstance(value, int | float) and isinstance(mine, int | float):
+            summed[name] = mine + value
+        elif isinstance(value, Mapping) and isinstance(mine, Mapping):
+            summed[name] = _sum_counts(mine, value)
+        else:
+            summed[name] = value if value is not None else mine
+    return summed
+
+
+def sum_api_usage(one: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """Two API ``usage`` objects as one: what a turn continued over several calls used."""
+    return _sum_counts(one, other)
+
+
 class ErrorInfo(BaseModel):
-    """Why a call failed, in the provider's terms where it gave any."""
+    """Why a call failed, or why its answer is not complete, in the provider's terms if any.
+
+    ``code``: the API's ``error.details.error_code`` (``enforced_spend_limit_reached``, ...),
+    which names the cause more precisely than ``type``.
+    """
 
     type: str
     message: str
     status: int | None = None
     request_id: str | None = None
     retryable: bool = False
+    code: str | None = None
 
     @classmethod
     def from_exception(cls, exc: ChorusError) -> ErrorInfo:
@@ -220,21 +282,29 @@ class ErrorInfo(BaseModel):
             status=getattr(exc, "status", None),
             request_id=getattr(exc, "request_id", None),
             retryable=exc.retryable,
+            code=getattr(exc, "error_code", None),
         )
 
 
+# The message fields an envelope kept before it held the message itself.
+_LEGACY_FIELDS = ("model", "message_id", "text", "content", "stop_reason", "stop_sequence", "usage")
+
+
 class Envelope(BaseModel):
-    """The result of one call, success or failure."""
+    """The result of one call: the message exactly as the API sent it, and how the call went.
+
+    ``message`` is the body of the API's reply, byte for byte what the SDK
+    received (after ``pause_turn`` continuations: the last reply, with the
+    whole turn's content and the usage of every call summed). ``text``,
+    ``content``, ``usage``, ``stop_reason`` and the other message fields are
+    read from it. ``outcome`` says how the call ended; ``ok`` is true for a
+    complete answer only, and ``error`` says why not otherwise.
+    """
 
     ok: bool
+    outcome: Outcome = Outcome.FAILED
     key: str
-    model: str | None = None
-    message_id: str | None = None
-    text: str = ""
-    content: list[dict[str, Any]] = Field(default_factory=list)
-    stop_reason: str | None = None
-    stop_sequence: str | None = None
-    usage: Usage = Field(default_factory=Usage)
+    message: dict[str, Any] | None = None
     # What this call cost at list price; None when the model's price is unknown.
     cost_usd: float | None = None
     # Time of the successful (or last) HTTP attempt, and of the whole task.
@@ -248,8 +318,89 @@ class Envelope(BaseModel):
     cached: bool = False
     error: ErrorInfo | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_legacy(cls, data: Any) -> Any:
+        # Results stored before envelopes held the message: rebuild it once, on read.
+        if (
+            isinstance(data, dict)
+            and "message" not in data
+            and any(name in data for name in _LEGACY_FIELDS)
+        ):
+            data = dict(data)
+            old = {name: data.pop(name, None) for name in _LEGACY_FIELDS}
+            if data.get("ok"):
+                content = old["content"] or [{"type": "text", "text": old["text"] or ""}]
+                data["outcome"] = Outcome.COMPLETE
+                data["message"] = {
+                    "id": old["message_id"],
+                    "type": "message",
+                    "role": "assistant",
+                    "model": old["model"],
+                    "content": content,
+                    "stop_reason": old["stop_reason"],
+                    "stop_sequence": old["stop_sequence"],
+                    "usage": old["usage"] or {},
+                }
+        return data
+
+    @classmethod
+    def answered(
+        cls,
+        key: str,
+        message: dict[str, Any],
+        *,
+        max_tokens: int | None = None,
+        **fields: Any,
+    ) -> Envelope:
+        """The envelope of a call the API answered with ``message``, whatever its outcome."""
+        outcome, why = classify(message, max_tokens)
+        error = None if outcome is Outcome.COMPLETE else ErrorInfo(type=outcome.value, message=why)
+        return cls(
+            ok=outcome is Outcome.COMPLETE,
+            outcome=outcome,
+            key=key,
+            message=message,
+            error=error,
+            **fields,
+        )
+
     @classmethod
     def failure(cls, key: str, error: ErrorInfo, **fields: Any) -> Envelope:
         # The API bills no tokens for a call that failed.
         fields.setdefault("cost_usd", 0.0)
-        return cls(ok=False, key=key, error=error, **fields)
+        return cls(ok=False, outcome=Outcome.FAILED, key=key, error=error, **fields)
+
+    @property
+    def content(self) -> list[dict[str, Any]]:
+        """The reply's content blocks as received: text, thinking, tool calls, ..."""
+        return list((self.message or {}).get("content") or [])
+
+    @property
+    def text(self) -> str:
+        """The text blocks joined ("" when there are none)."""
+        return answer_text(self.content)
+
+    @property
+    def usage(self) -> Usage:
+        return Usage.from_api((self.message or {}).get("usage"))
+
+    @property
+    def model(self) -> str | None:
+        return (self.message or {}).get("model")
+
+    @property
+    def message_id(self) -> str | None:
+        return (self.message or {}).get("id")
+
+    @property
+    def stop_reason(self) -> str | None:
+        return (self.message or {}).get("stop_reason")
+
+    @property
+    def stop_sequence(self) -> str | None:
+        return (self.message or {}).get("stop_sequence")
+
+    @property
+    def stop_details(self) -> dict[str, Any] | None:
+        return (self.message or {}).get("stop_details")

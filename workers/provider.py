@@ -20,6 +20,7 @@ from typing import Any
 import anthropic
 import httpx2
 
+from config.models import SAMPLING_API_VERSION
 from workers.errors import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -28,7 +29,7 @@ from workers.errors import (
     ProviderTimeout,
     error_for_status,
 )
-from workers.models import SAMPLING_API_VERSION, CallRequest
+from workers.models import CallRequest
 
 RATELIMIT_HEADER_PREFIX = "anthropic-ratelimit-"
 # Sent with every call so the local API can tell a paid duplicate from a
@@ -258,6 +259,7 @@ def translate_status_error(exc: anthropic.APIStatusError) -> ProviderError:
         request_id=exc.request_id,
         api_type=exc.type,
         retry_after_s=parse_retry_after(exc.response.headers.get("retry-after")),
+        error_code=exc.error_code,
     )
 
 

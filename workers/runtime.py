@@ -110,6 +110,7 @@ def build_runtime(settings: Settings) -> Runtime:
             else estimate_input_tokens
         ),
         request_timeout_s=settings.anthropic.request_timeout_s,
+        max_continuations=settings.anthropic.max_continuations,
         price_for=settings.price_for,
     )
     ledger = Ledger(client, expires_s=settings.results.expires_s)

@@ -1,13 +1,17 @@
-"""Finished results by content address, so nothing is paid for twice (DESIGN.md decision 4).
+"""Finished results by content address, so nothing is paid for twice.
 
-A call's envelope is stored under its key once it succeeds. A redelivered
+See docs/ARCHITECTURE.md, "Never paid twice".
+
+A call's envelope is stored under its key once the API answered it, complete
+or not (a truncated or refused answer was paid for too). A redelivered
 message, a resubmitted batch or an identical request finds it there and makes
 no API call. While one worker is making a call it holds a short claim on the
 key; a duplicate arriving meanwhile waits for that result instead of paying
 for the same answer again.
 
-Only successes are stored: a failed call may succeed when tried again, and
-``chorus retry --failed`` must be able to try it.
+A call that failed (no message) is not stored: it may succeed when tried
+again. ``chorus retry`` asks again on purpose: its calls pass ``ask_again``, so
+a stored answer that is not complete is replaced rather than returned.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ class ResultStore:
         self._keeper: threading.Thread | None = None
 
     def put(self, envelope: Envelope) -> None:
-        if envelope.ok:
+        if envelope.outcome.answered:
             run_together([self.put_command(envelope)])
 
     def put_command(self, envelope: Envelope) -> Command:
@@ -104,22 +108,37 @@ class ResultStore:
         ]
 
     def looked(
-        self, call_key: str, owner: str, claimed: bool, raw: bytes | None
+        self,
+        call_key: str,
+        owner: str,
+        claimed: bool,
+        raw: bytes | None,
+        *,
+        ask_again: bool = False,
     ) -> tuple[Envelope | None, bool]:
         """(the stored result, False), (None, True) holding the claim, or (None, False)
-        while another caller holds it; from the replies of :meth:`look_commands`."""
+        while another caller holds it; from the replies of :meth:`look_commands`.
+
+        ``ask_again``: a stored answer that is not complete (truncated, refused,
+        ...) does not count; the call is made again (``chorus retry``) and its
+        new answer replaces it.
+        """
         if raw is not None:
-            if claimed:
-                self.release(call_key, owner)
-            return Envelope.model_validate_json(raw), False
+            stored = Envelope.model_validate_json(raw)
+            if not (ask_again and not stored.ok):
+                if claimed:
+                    self.release(call_key, owner)
+                return stored, False
         if claimed:
             self._hold(keys.claim(self._endpoint, call_key), owner)
         return None, claimed
 
-    def look(self, call_key: str, owner: str) -> tuple[Envelope | None, bool]:
+    def look(
+        self, call_key: str, owner: str, *, ask_again: bool = False
+    ) -> tuple[Envelope | None, bool]:
         """:meth:`look_commands` and :meth:`looked`, sent at once."""
         claimed, raw = run_together(self.look_commands(call_key, owner))
-        return self.looked(call_key, owner, claimed, raw)
+        return self.looked(call_key, owner, claimed, raw, ask_again=ask_again)
 
     def release(self, call_key: str, owner: str) -> None:
         run_together([self.release_command(call_key, owner)])

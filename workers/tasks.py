@@ -159,7 +159,8 @@ def _call(
     replies = run_together(first)
     delivery: int = replies[0]
     started: tuple[str, str] | None = replies[2] if opts.batch is not None else None
-    looked = runtime.store.looked(key, owner, replies[-2], replies[-1])
+    ask_again = opts.batch is not None and opts.batch.again
+    looked = runtime.store.looked(key, owner, replies[-2], replies[-1], ask_again=ask_again)
 
     if delivery > runtime.settings.worker.max_deliveries:
         if looked[1]:
@@ -223,6 +224,7 @@ def receipt(envelope: Envelope, option: BatchOption) -> dict[str, Any]:
     text = envelope.text
     return {
         "ok": envelope.ok,
+        "outcome": envelope.outcome.value,
         "batch": option.id,
         "item": option.item,
         "text": text if len(text) <= RECEIPT_TEXT_CHARS else text[:RECEIPT_TEXT_CHARS] + "...",

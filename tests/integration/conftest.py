@@ -39,6 +39,11 @@ from workers.app import reconfigure
 pytestmark = pytest.mark.integration
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
+# What a test sends when the answer's length is beside the point. The default
+# model thinks before it answers (adaptive thinking, on by default) and the
+# thinking counts against max_tokens, as on the real API: a short answer needs
+# room for both, and asks for little thinking.
+BRIEF: dict[str, Any] = {"max_tokens": 256, "effort": "low"}
 # Distinctive, so a leak anywhere is found by a plain substring search.
 FAKE_API_KEY = "sk-ant-test-LEAKCANARY-" + "7f3c9a1e5b"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"

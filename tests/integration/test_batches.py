@@ -14,7 +14,7 @@ from celery.signals import before_task_publish
 
 from localapi import LocalAPIServer
 from orchestration.batch import Batch
-from tests.integration.conftest import FAKE_API_KEY, Workers, chorus, eventually
+from tests.integration.conftest import BRIEF, FAKE_API_KEY, Workers, chorus, eventually
 from workers import keys
 
 TIMEOUT_S = 60
@@ -37,7 +37,7 @@ def test_results_come_back_in_input_order_with_failures(
 ) -> None:
     local_api.script([{"match": "review 7.", "responses": [{"status": 400, "message": "bad"}]}])
 
-    batch = Batch.submit(prompts(tmp_path, 30), max_tokens=50)
+    batch = Batch.submit(prompts(tmp_path, 30), **BRIEF)
     status = batch.wait(TIMEOUT_S)
     results = list(batch.results())
 
@@ -59,7 +59,7 @@ def test_status_counts_match_reality_during_and_after_a_run(
 ) -> None:
     local_api.configure(latency_ms=150)
     try:
-        batch = Batch.submit(prompts(tmp_path, 120), max_tokens=40)
+        batch = Batch.submit(prompts(tmp_path, 120), **BRIEF)
         seen_running = False
         while True:
             status = batch.progress()
@@ -98,11 +98,11 @@ def test_resubmitting_under_the_same_name_pays_nothing_twice(
         [{"match": "review 3.", "responses": [{"status": 529}], "then": "repeat_last"}]
     )
     path = prompts(tmp_path, 12)
-    first = Batch.submit(path, name="nightly", max_tokens=40)
+    first = Batch.submit(path, name="nightly", **BRIEF)
     first.wait(TIMEOUT_S)
     paid = local_api.stats()["paid"]
 
-    again = Batch.submit(path, name="nightly", max_tokens=40)
+    again = Batch.submit(path, name="nightly", **BRIEF)
 
     assert again.id == first.id
     assert again.report.resumed
@@ -115,9 +115,9 @@ def test_a_new_batch_of_the_same_items_is_answered_from_the_store(
     workers: Workers, local_api: LocalAPIServer, tmp_path: Path
 ) -> None:
     path = prompts(tmp_path, 10)
-    Batch.submit(path, max_tokens=40).wait(TIMEOUT_S)
+    Batch.submit(path, **BRIEF).wait(TIMEOUT_S)
 
-    second = Batch.submit(path, max_tokens=40)
+    second = Batch.submit(path, **BRIEF)
     status = second.wait(TIMEOUT_S)
 
     assert second.id != Batch.recent()[1].id
@@ -131,7 +131,7 @@ def test_cancel_stops_pending_items(
 ) -> None:
     local_api.configure(latency_ms=400)
     try:
-        batch = Batch.submit(prompts(tmp_path, 200), max_tokens=40)
+        batch = Batch.submit(prompts(tmp_path, 200), **BRIEF)
         eventually(lambda: batch.progress().count("complete") >= 1)
 
         batch.cancel()
@@ -174,7 +174,7 @@ def refused_key(local_api: LocalAPIServer) -> Iterator[None]:
 def test_a_401_pauses_the_batch_with_one_message(
     workers: Workers, local_api: LocalAPIServer, tmp_path: Path, refused_key: None
 ) -> None:
-    batch = Batch.submit(prompts(tmp_path, 300), max_tokens=40)
+    batch = Batch.submit(prompts(tmp_path, 300), **BRIEF)
 
     status = batch.wait(TIMEOUT_S)
 
@@ -205,7 +205,7 @@ def test_retry_failed_runs_the_failed_items_again(
             }
         ]
     )
-    batch = Batch.submit(prompts(tmp_path, 5), max_tokens=40)
+    batch = Batch.submit(prompts(tmp_path, 5), **BRIEF)
     assert batch.wait(TIMEOUT_S).count("failed") == 1
 
     assert batch.retry_failed() == 1
@@ -310,7 +310,7 @@ def test_voting_items_keep_the_majority(
     )
     path = prompts(tmp_path, 4, text="Yes or no, item {i}?")
 
-    batch = Batch.submit(path, vote=3, max_tokens=20)
+    batch = Batch.submit(path, vote=3, **BRIEF)
     status = batch.wait(TIMEOUT_S)
 
     assert status.count("complete") == 4
@@ -336,7 +336,7 @@ def published() -> Iterator[list[dict[str, Any]]]:
 def test_flower_sees_the_batch_item_and_prompt_but_never_the_key(
     workers: Workers, tmp_path: Path, published: list[dict[str, Any]]
 ) -> None:
-    batch = Batch.submit(prompts(tmp_path, 2), max_tokens=20)
+    batch = Batch.submit(prompts(tmp_path, 2), **BRIEF)
 
     shown = [h["argsrepr"] for h in published]
     assert shown[0] == f"batch={batch.id} item=item-000 prompt='Summarise review 0.'"
@@ -365,7 +365,7 @@ def test_a_waiting_producer_wakes_when_the_last_item_ends_not_at_its_next_poll(
     workers: Workers, tmp_path: Path
 ) -> None:
     # Given a producer waiting with a long poll interval (a read every 5 s at most)
-    batch = Batch.submit(prompts(tmp_path, 5, text="Wake me {i}."), max_tokens=20)
+    batch = Batch.submit(prompts(tmp_path, 5, text="Wake me {i}."), **BRIEF)
     started = time.monotonic()
     status = batch.wait(TIMEOUT_S, poll_s=60)
     waited_s = time.monotonic() - started

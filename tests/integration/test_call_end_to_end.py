@@ -10,7 +10,7 @@ import redis
 
 from localapi import LocalAPIServer
 from orchestration.client import request_from_prompt, submit, wait
-from tests.integration.conftest import FAKE_API_KEY, Workers
+from tests.integration.conftest import BRIEF, FAKE_API_KEY, Workers
 
 
 def test_a_call_returns_the_envelope(workers: Workers, local_api: LocalAPIServer) -> None:
@@ -19,10 +19,13 @@ def test_a_call_returns_the_envelope(workers: Workers, local_api: LocalAPIServer
     envelope = wait(submit(request_from_prompt("What is the capital of France?")), timeout_s=30)
 
     assert envelope.ok, envelope.error
+    assert envelope.outcome == "complete"
     assert envelope.text == "Paris."
-    assert envelope.content == [{"type": "text", "text": "Paris."}]
+    # The default model thinks first (adaptive thinking, on by default), then answers.
+    assert [block["type"] for block in envelope.content] == ["thinking", "text"]
+    assert envelope.content[-1] == {"type": "text", "text": "Paris."}
     assert envelope.usage.input_tokens > 0
-    assert envelope.usage.output_tokens > 0
+    assert envelope.usage.output_tokens > envelope.usage.thinking_tokens > 0
     assert envelope.stop_reason == "end_turn"
     assert envelope.message_id is not None and envelope.message_id.startswith("msg_")
     assert envelope.attempts == 1
@@ -85,7 +88,7 @@ def test_the_api_key_is_nowhere_in_redis_after_a_run(
 ) -> None:
     local_api.script([{"match": "fails", "responses": [{"status": 429, "retry_after_s": 0}]}])
     wait(submit(request_from_prompt("Leave no trace.")), timeout_s=30)
-    wait(submit(request_from_prompt("this one fails", max_tokens=50)), timeout_s=60)
+    wait(submit(request_from_prompt("this one fails", **BRIEF)), timeout_s=60)
 
     needle = FAKE_API_KEY.encode()
     keys = list(redis_client.scan_iter(count=1000))
@@ -101,8 +104,9 @@ def test_the_cli_call_prints_the_answer_usage_and_attempts(
 ) -> None:
     local_api.script([{"match": "Say hi", "responses": [{"text": "Hi there!"}]}])
 
+    command = ["call", "Say hi", "--max-tokens", "256", "--effort", "low"]
     done = subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "call", "Say hi", "--max-tokens", "64"],
+        [sys.executable, "-m", "orchestration.cli", *command],
         env=dict(os.environ),
         capture_output=True,
         text=True,

@@ -34,6 +34,7 @@ from orchestration.embedded import (
     stop_private_server,
 )
 from tests.integration.conftest import (
+    BRIEF,
     FAKE_API_KEY,
     Workers,
     chorus,
@@ -107,7 +108,7 @@ def test_a_killed_threads_worker_s_items_run_again_once(
     local_api.configure(latency_ms=1500)
     with fleet(chorus_env, monkeypatch, prefix="victim", concurrency=10) as (env, (victim,)):
         # Given a batch whose calls the victim worker holds in flight
-        batch = Batch.submit(items(20), max_tokens=30)
+        batch = Batch.submit(items(20), **BRIEF)
         eventually(lambda: local_api.stats()["in_flight"] >= 10)
         survivor = start_test_workers(env, 1, prefix="survivor", concurrency=20)
         try:
@@ -140,7 +141,7 @@ def test_a_killed_prefork_child_s_item_is_requeued_at_once(
         _,
         (workers,),
     ):
-        batch = Batch.submit(items(1, "The slow one."), max_tokens=30)
+        batch = Batch.submit(items(1, "The slow one."), **BRIEF)
         eventually(lambda: local_api.stats()["in_flight"] == 1)
         started = time.monotonic()
         for child in _children(workers.fleet.processes[0].pid):
@@ -164,9 +165,7 @@ def test_an_item_that_kills_its_worker_every_time_is_dead_lettered(
     with fleet(
         chorus_env, monkeypatch, prefix="poison", concurrency=1, pool="prefork", extra=extra
     ) as (_, (workers,)):
-        batch = Batch.submit(
-            [*items(3), {"id": "poison", "prompt": "The poison pill."}], max_tokens=30
-        )
+        batch = Batch.submit([*items(3), {"id": "poison", "prompt": "The poison pill."}], **BRIEF)
         kills = 0
         while not batch.progress().finished and kills < 5:
             if local_api.stats()["in_flight"] and batch.progress().count("complete") == 3:
@@ -227,7 +226,7 @@ def test_a_redis_restart_with_aof_loses_nothing(
     extra = {"CHORUS_BROKER_URL": server.url}
     try:
         with fleet(chorus_env, monkeypatch, prefix="aof", concurrency=10, extra=extra):
-            batch = Batch.submit(items(60), max_tokens=30)
+            batch = Batch.submit(items(60), **BRIEF)
             eventually(lambda: batch.progress().count("complete") >= 15)
 
             _restart(own_redis, server, appendonly=True, folder="aof")
@@ -267,7 +266,9 @@ def test_a_redis_restart_without_persistence_is_rebuilt_by_resume_and_paid_once(
             env,
             _,
         ):
-            submitted = chorus("submit", str(source), "--name", "wiped", "--max-tokens", "30")
+            submitted = chorus(
+                "submit", str(source), "--name", "wiped", "--max-tokens", "256", "--effort", "low"
+            )
             assert submitted.returncode == 0, submitted.stderr
             first = Batch.get("wiped")
             eventually(lambda: first.progress().count("complete") >= 10)
@@ -352,7 +353,7 @@ def test_the_python_api_says_nothing_was_enqueued_when_redis_is_away(
     reconfigure()
 
     with pytest.raises(StateUnavailable, match=r"cannot be reached .*; nothing was enqueued"):
-        Batch.submit(items(3), max_tokens=30)
+        Batch.submit(items(3), **BRIEF)
 
 
 def test_a_batch_cut_off_mid_enqueue_is_known_to_the_ledger_and_finished_by_resubmitting(
@@ -371,13 +372,13 @@ def test_a_batch_cut_off_mid_enqueue_is_known_to_the_ledger_and_finished_by_resu
     with pytest.raises(
         StateUnavailable, match="submit the same input again with --name b-"
     ) as caught:
-        Batch.submit(items(1500), max_tokens=20)
+        Batch.submit(items(1500), **BRIEF)
     batch_id = str(caught.value).split("--name ")[1].split()[0]
     status = Batch.get(batch_id).progress()
     assert status.state == "enqueuing" and status.enqueued == 1000 and status.total == 1500
 
     monkeypatch.setattr(Batch, "_publish", real_publish)
-    again = Batch.submit(items(1500), max_tokens=20, name=batch_id)
+    again = Batch.submit(items(1500), **BRIEF, name=batch_id)
     final = again.wait(TIMEOUT_S)
 
     assert again.id == batch_id
@@ -407,7 +408,7 @@ def test_a_provider_fault_mix_ends_every_item_ok_without_a_429_storm(
     }
     try:
         with fleet(chorus_env, monkeypatch, prefix="faults", count=2, concurrency=10, extra=extra):
-            batch = Batch.submit(items(100), max_tokens=30)
+            batch = Batch.submit(items(100), **BRIEF)
             status = batch.wait(TIMEOUT_S)
     finally:
         local_api.configure(
@@ -440,7 +441,7 @@ def test_a_413_fails_that_item_with_its_type_and_request_id(
 ) -> None:
     local_api.configure(max_body_bytes=20_000)
     try:
-        batch = Batch.submit([*items(5), {"id": "huge", "prompt": "word " * 6000}], max_tokens=30)
+        batch = Batch.submit([*items(5), {"id": "huge", "prompt": "word " * 6000}], **BRIEF)
         status = batch.wait(TIMEOUT_S)
     finally:
         local_api.configure(max_body_bytes=32 * 1024 * 1024)
@@ -453,7 +454,7 @@ def test_a_413_fails_that_item_with_its_type_and_request_id(
 
 
 def test_poison_items_fail_at_once_and_the_batch_completes(
-    workers: Workers, local_api: LocalAPIServer
+    chorus_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, local_api: LocalAPIServer
 ) -> None:
     def line(custom_id: str, text: str, max_tokens: int) -> dict[str, Any]:
         return {
@@ -461,19 +462,24 @@ def test_poison_items_fail_at_once_and_the_batch_completes(
             "params": {
                 "model": "claude-sonnet-5",
                 "max_tokens": max_tokens,
+                "output_config": {"effort": "low"},
                 "messages": [{"role": "user", "content": text}],
             },
         }
 
-    batch = Batch.submit(
-        [
-            line("fine-1", "Hello.", 30),
-            line("bigger-than-the-bucket", "Hello.", 600_000),  # > 400,000 output tokens/min
-            line("bigger-than-the-context", "word " * 250_000, 30),
-            line("fine-2", "Bye.", 30),
-        ]
-    )
-    status = batch.wait(TIMEOUT_S)
+    # An account whose output-token limit is below what one call may ask for
+    # (Tier 1's 8,000 a minute): a call with max_tokens above it can never be sent.
+    tier_1 = {"CHORUS_LIMITS__SONNET__OUTPUT_TOKENS_PER_MINUTE": "8000"}
+    with fleet(chorus_env, monkeypatch, prefix="poison", extra=tier_1):
+        batch = Batch.submit(
+            [
+                line("fine-1", "Hello.", 256),
+                line("bigger-than-the-bucket", "Hello.", 16_000),  # > 8,000 output tokens/min
+                line("bigger-than-the-context", "word " * 1_050_000, 256),
+                line("fine-2", "Bye.", 256),
+            ]
+        )
+        status = batch.wait(TIMEOUT_S)
     records = results_by_id(batch)
 
     assert status.count("complete") == 2 and status.count("failed") == 2
@@ -536,7 +542,7 @@ def test_workers_with_skewed_clocks_hold_the_limit_the_same(
                         concurrency=20,
                     )
                 )
-            batch = Batch.submit(items(660), max_tokens=20)
+            batch = Batch.submit(items(660), **BRIEF)
             status = batch.wait(TIMEOUT_S)
     finally:
         local_api.configure(rpm=None)
@@ -570,7 +576,7 @@ def test_the_key_is_nowhere_after_a_full_run(
     workers: Workers, local_api: LocalAPIServer, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     local_api.script([{"match": "item-3 ", "responses": [{"status": 529}, {"text": "ok"}]}])
-    batch = Batch.submit(items(20, "Summarise item-{i} now."), max_tokens=30)
+    batch = Batch.submit(items(20, "Summarise item-{i} now."), **BRIEF)
     batch.wait(TIMEOUT_S)
     out = tmp_path / "results.jsonl"
     batch.write_results(out)
@@ -665,7 +671,7 @@ def test_items_whose_messages_were_lost_are_sent_again_by_the_waiting_producer(
     }
     with fleet(chorus_env, monkeypatch, prefix="lost", extra=quick, start=False) as (env, started):
         # Given a batch whose messages vanished from the broker (no worker ran them)
-        batch = Batch.submit(items(5), max_tokens=20)
+        batch = Batch.submit(items(5), **BRIEF)
         assert redis_client.delete(env["CHORUS_WORKER__QUEUE"]) == 1
         assert not batch.lost()  # too soon: they might still come back
 

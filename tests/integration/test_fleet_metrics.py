@@ -15,7 +15,7 @@ from config.settings import get_settings, load_settings
 from orchestration.batch import Batch
 from orchestration.embedded import free_port
 from orchestration.metrics import ChorusCollector, register
-from tests.integration.conftest import Workers
+from tests.integration.conftest import BRIEF, Workers
 from tests.integration.fleet_helpers import samples
 from workers import keys
 
@@ -31,7 +31,7 @@ def test_a_batch_and_its_limiter_bucket_appear_with_their_figures(
 ) -> None:
     # Given a named batch of 5 that ran
     items = [{"id": f"m-{i}", "prompt": f"Metrics item {i}."} for i in range(5)]
-    batch = Batch.submit(items, name="metrics-run", max_tokens=20)
+    batch = Batch.submit(items, name="metrics-run", **BRIEF)
     status = batch.wait(timeout_s=60)
     # And a Redis that has lost the index of limit keys (flushed under running workers)
     redis_client.delete(keys.limit_index())

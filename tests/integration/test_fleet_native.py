@@ -238,8 +238,8 @@ def test_a_call_goes_through_the_services_and_flower_shows_it_without_secrets(
     # When a producer on the host sends one call through the fleet's Redis
     producer_env = service_environ({"CHORUS_BROKER_URL": native.redis_url})
     done = subprocess.run(
-        ["chorus", "call", "Say hello to the fleet.", "--max-tokens", "20", "--json",
-         "--timeout", "60"],
+        ["chorus", "call", "Say hello to the fleet.", "--max-tokens", "256", "--effort", "low",
+         "--json", "--timeout", "60"],
         env=producer_env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

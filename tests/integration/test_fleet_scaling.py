@@ -22,7 +22,7 @@ import redis
 from config.settings import FamilyLimits
 from localapi import LocalAPIServer
 from orchestration.batch import Batch
-from tests.integration.conftest import eventually, start_test_workers
+from tests.integration.conftest import BRIEF, eventually, start_test_workers
 from tests.integration.fleet_helpers import running_flower, task_events_on
 from workers.app import reconfigure
 from workers.ratelimit.backends.redis import RedisLimiter
@@ -65,7 +65,7 @@ def test_three_workers_share_one_limit_run_every_item_once_and_flower_lists_them
 
             # When 63 items are submitted at once
             items = [{"id": f"item-{i}", "prompt": f"Scale item {i}."} for i in range(ITEMS)]
-            batch = Batch.submit(items, max_tokens=20)
+            batch = Batch.submit(items, **BRIEF)
             status = batch.wait(timeout_s=90)
 
             def flower_has_them() -> dict[str, dict[str, object]]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from orchestration.batch import Batch
-from tests.integration.conftest import FAKE_API_KEY, Workers, eventually
+from tests.integration.conftest import BRIEF, FAKE_API_KEY, Workers, eventually
 from tests.integration.fleet_helpers import Flower, running_flower, samples
 
 
@@ -31,7 +31,7 @@ def flower(chorus_env: dict[str, str], workers: Workers) -> Iterator[Flower]:
 
 def _run_batch(size: int) -> Batch:
     items = [{"id": f"item-{i}", "prompt": f"Flower item {i}: say hi."} for i in range(size)]
-    batch = Batch.submit(items, max_tokens=30)
+    batch = Batch.submit(items, **BRIEF)
     status = batch.wait(timeout_s=60)
     assert status.count("complete") == size
     return batch

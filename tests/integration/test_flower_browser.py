@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from orchestration.batch import Batch
-from tests.integration.conftest import Workers, eventually
+from tests.integration.conftest import BRIEF, Workers, eventually
 from tests.integration.fleet_helpers import (
     OUTPUT,
     Flower,
@@ -61,7 +61,7 @@ def test_chromium_shows_the_batchs_tasks_on_flowers_tasks_page(
 ) -> None:
     # Given a finished batch of 3 that Flower has seen
     items = [{"id": f"shot-{i}", "prompt": f"Browser item {i}: say hi."} for i in range(3)]
-    batch = Batch.submit(items, max_tokens=30)
+    batch = Batch.submit(items, **BRIEF)
     assert batch.wait(timeout_s=60).count("complete") == 3
     eventually(lambda: len(flower.tasks(search=batch.id)) == 3, timeout_s=20)
 

@@ -18,7 +18,7 @@ import redis
 from config.settings import FamilyLimits
 from localapi import LocalAPIServer
 from orchestration.client import call_signature, request_from_prompt
-from tests.integration.conftest import start_test_workers
+from tests.integration.conftest import BRIEF, start_test_workers
 from tests.ratelimit_contract import KEY, LimiterContract
 from workers.ratelimit.backend import Cost, Reservation
 from workers.ratelimit.backends.redis import RedisLimiter
@@ -211,7 +211,7 @@ def test_workers_under_a_strict_limit_receive_zero_429s(
         # When 660 calls are sent at once: 60 more than the bucket holds
         from celery import group
 
-        requests = [request_from_prompt(f"strict item {i}", max_tokens=50) for i in range(660)]
+        requests = [request_from_prompt(f"strict item {i}", **BRIEF) for i in range(660)]
         result = group(call_signature(r) for r in requests).apply_async()
         envelopes = result.get(timeout=120, interval=0.1)
     finally:

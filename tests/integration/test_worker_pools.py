@@ -10,7 +10,7 @@ import redis
 
 from localapi import LocalAPIServer
 from orchestration.batch import Batch
-from tests.integration.conftest import eventually, start_test_workers
+from tests.integration.conftest import BRIEF, eventually, start_test_workers
 from workers.app import reconfigure
 
 
@@ -38,7 +38,7 @@ def test_a_gevent_worker_acknowledges_every_message_when_its_calls_end_together(
     try:
         batch = Batch.submit(
             [{"id": f"g{i}", "prompt": f"Summarise gevent item {i}."} for i in range(500)],
-            max_tokens=20,
+            **BRIEF,
         )
         status = batch.wait(60)
         results = list(batch.results())

@@ -290,7 +290,7 @@ def test_a_duplicate_in_flight_waits_for_the_first_answer_instead_of_paying(
         clock.sleep(seconds)
         polls.append(seconds)
         if len(polls) == 3:  # ...which finishes while we wait
-            store.put(Envelope(ok=True, key=REQUEST.key(), text="theirs"))
+            store.put(Envelope.answered(REQUEST.key(), reply("theirs").message))
             store.release(REQUEST.key(), "other-worker")
 
     deps = make_deps(provider, clock, store=store)

@@ -14,21 +14,50 @@ from workers.fanin.combine import (
 )
 from workers.fanin.results import Branch, MinSuccess
 from workers.fanin.voting import normalize, tally
-from workers.models import CallRequest, Envelope, ErrorInfo, Usage
+from workers.models import CallRequest, Envelope, ErrorInfo
+
+
+def message(
+    text: str | None,
+    *,
+    input_tokens: int = 10,
+    output_tokens: int = 10,
+    stop_reason: str = "end_turn",
+    content: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A message as the API sends it: ``text`` None for a reply with no text block."""
+    blocks = content if content is not None else []
+    if text is not None:
+        blocks = [*blocks, {"type": "text", "text": text}]
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-5",
+        "content": blocks,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+    }
 
 
 def ok(
     text: str, *, tokens: int = 10, cost: float | None = 0.01, cached: bool = False
 ) -> dict[str, Any]:
-    return Envelope(
-        ok=True,
-        key="k",
-        text=text,
-        usage=Usage(input_tokens=tokens, output_tokens=tokens),
+    return Envelope.answered(
+        "k",
+        message(text, input_tokens=tokens, output_tokens=tokens),
         cost_usd=cost,
         attempts=0 if cached else 1,
         cached=cached,
     ).model_dump(mode="json")
+
+
+def answered(msg: dict[str, Any], *, max_tokens: int = 100) -> dict[str, Any]:
+    """A branch the API answered with ``msg``, complete or not."""
+    return Envelope.answered("k", msg, max_tokens=max_tokens, cost_usd=0.01, attempts=1).model_dump(
+        mode="json"
+    )
 
 
 def failed(kind: str = "invalid_request_error", status: int | None = 400) -> dict[str, Any]:
@@ -43,13 +72,8 @@ class Recorder:
 
     def __call__(self, request: CallRequest) -> Envelope:
         self.requests.append(request)
-        return Envelope(
-            ok=True,
-            key="fan-in",
-            text=self.text,
-            usage=Usage(input_tokens=5),
-            attempts=1,
-            cost_usd=0.02,
+        return Envelope.answered(
+            "fan-in", message(self.text, input_tokens=5, output_tokens=0), attempts=1, cost_usd=0.02
         )
 
 
@@ -241,3 +265,96 @@ def test_an_unreadable_judge_leaves_the_majority_standing() -> None:
 )
 def test_parse_judgement(text: str, expected: tuple[int, str] | None) -> None:
     assert parse_judgement(text, [0, 1, 2]) == expected
+
+
+# --- only complete answers count ----------------------------------------------------
+
+THINKING = {"type": "thinking", "thinking": "", "signature": "c2ln"}
+
+
+def refused() -> dict[str, Any]:
+    details = {"type": "refusal", "category": "general_harms", "explanation": "No."}
+    return answered(
+        {**message(None, stop_reason="refusal", output_tokens=0), "stop_details": details}
+    )
+
+
+def truncated_by_thinking() -> dict[str, Any]:
+    msg = message(None, stop_reason="max_tokens", output_tokens=100, content=[THINKING])
+    msg["usage"]["output_tokens_details"] = {"thinking_tokens": 100}
+    return answered(msg, max_tokens=100)
+
+
+def test_refusals_are_not_votes_and_are_reported_as_failed_branches() -> None:
+    # 3 of 5 samples refused with no content; 2 answered "Yes".
+    samples = [refused(), ok("Yes"), refused(), ok("yes."), refused()]
+    labels = [f"sample {i}" for i in range(5)]
+    spec = FanInSpec(kind="vote", labels=labels, vote=VoteSpec(n=5))
+
+    # By default (half the samples must answer) 2 of 5 is not enough to stand...
+    assert not fan_in(samples, spec, Recorder()).ok
+    # ...and with two answers asked for, the two that answered decide.
+    spec = spec.model_copy(update={"min_success": MinSuccess.of(2)})
+    result = fan_in(samples, spec, Recorder())
+
+    assert result.ok
+    assert result.winner == "yes" and result.text == "Yes"
+    assert result.agreement == 1.0
+    assert [row.count for row in result.votes or []] == [2]
+    assert (result.succeeded, result.failed) == (2, 3)
+    refusals = [b for b in result.branches if not b.ok]
+    assert [b.outcome for b in refusals] == ["refused"] * 3
+    assert all(b.error is not None and b.error.type == "refused" for b in refusals)
+
+
+def test_a_vote_of_refusals_alone_fails_instead_of_electing_an_empty_answer() -> None:
+    spec = FanInSpec(kind="vote", labels=["s0", "s1", "s2"], vote=VoteSpec(n=3))
+
+    result = fan_in([refused(), refused(), refused()], spec, Recorder())
+
+    assert not result.ok and result.winner is None
+    assert result.error is not None and result.error.type == "min_success_not_met"
+    assert "refused" in result.error.message
+
+
+def test_min_success_counts_complete_branches_and_the_synthesis_has_no_empty_section() -> None:
+    call = Recorder("the report")
+    spec = FanInSpec(
+        kind="fanout", labels=["a", "b", "c", "d"], min_success=MinSuccess.of(2), synthesis=SYNTH
+    )
+    cut_off = answered(message("half an ans", stop_reason="max_tokens"), max_tokens=10)
+
+    result = fan_in([ok("alpha"), refused(), cut_off, truncated_by_thinking()], spec, call)
+
+    # Only one complete branch: below min_success, and no synthesis is paid for.
+    assert not result.ok and call.requests == []
+    assert result.error is not None
+    assert "'b': refused" in result.error.message
+    assert "'c': truncated" in result.error.message
+    assert "'d': truncated_by_thinking" in result.error.message
+
+    spec = spec.model_copy(update={"min_success": MinSuccess.of(1)})
+    result = fan_in([ok("alpha"), refused(), cut_off, truncated_by_thinking()], spec, call)
+
+    assert result.ok and result.succeeded == 1 and result.failed == 3
+    prompt = call.requests[0].messages[0].text()
+    assert "## a\n\nalpha" in prompt
+    assert "## b" not in prompt and "## c" not in prompt and "## d" not in prompt
+    assert "half an ans" not in prompt
+    assert "3 of 4 failed" in prompt
+
+
+def test_a_judge_sees_only_complete_candidates() -> None:
+    call = Recorder('{"best": 2, "reason": "complete"}')
+    spec = FanInSpec(
+        kind="vote",
+        labels=["s0", "s1", "s2"],
+        vote=VoteSpec(n=3, strategy="judge", judge_model="m"),
+    )
+
+    result = fan_in([refused(), ok("first answer"), ok("second answer")], spec, call)
+
+    prompt = call.requests[0].messages[0].text()
+    assert '<answer index="0">' not in prompt
+    assert '<answer index="1">' in prompt and '<answer index="2">' in prompt
+    assert result.text == "second answer"

@@ -68,7 +68,7 @@ def test_every_bad_field_is_reported_at_once() -> None:
 @pytest.mark.parametrize(
     ("model", "accepts"),
     [
-        ("claude-3-5-sonnet-20241022", True),
+        ("claude-3-5-sonnet-20241022", None),  # retired: not a model the SDK lists
         ("claude-sonnet-4-6", True),
         ("claude-haiku-4-5-20251001", True),
         ("claude-opus-4-7", False),

@@ -48,10 +48,16 @@ class MinSuccess(BaseModel):
 
 
 class Branch(BaseModel):
-    """One branch's outcome: a call's envelope or a nested pattern's result."""
+    """One branch's outcome: a call's envelope or a nested pattern's result.
+
+    ``ok`` only for a complete answer with text to merge or vote on: a
+    truncated, refused or empty answer is a failed branch, its reason in
+    ``error`` (``workers.outcomes``).
+    """
 
     label: str
     ok: bool
+    outcome: str = "complete"
     text: str = ""
     error: ErrorInfo | None = None
     usage: Usage = Field(default_factory=Usage)
@@ -73,6 +79,7 @@ class Branch(BaseModel):
             return cls(
                 label=label,
                 ok=nested.ok,
+                outcome="complete" if nested.ok else "failed",
                 text=nested.text,
                 error=nested.error,
                 usage=nested.usage,
@@ -80,11 +87,16 @@ class Branch(BaseModel):
                 calls=nested.calls,
             )
         envelope = Envelope.model_validate(raw)
+        ok, error = envelope.ok, envelope.error
+        if ok and not envelope.text.strip():
+            ok = False  # complete, but a tool call alone: nothing to merge or vote on
+            error = ErrorInfo(type="no_text", message="the answer holds no text (a tool call)")
         return cls(
             label=label,
-            ok=envelope.ok,
+            ok=ok,
+            outcome=envelope.outcome.value,
             text=envelope.text,
-            error=envelope.error,
+            error=error,
             usage=envelope.usage,
             # A stored answer cost nothing this time.
             cost_usd=0.0 if envelope.cached else envelope.cost_usd,

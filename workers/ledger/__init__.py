@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from workers import keys
 from workers.fanin.results import PatternResult
 from workers.models import Envelope
+from workers.outcomes import NOT_COMPLETE
 from workers.redisio import Command, LuaScript, run_together
 
 STATE_NAMES = {
@@ -103,6 +104,25 @@ class BatchStatus(BaseModel):
         return self.counts.get(state, 0)
 
     @property
+    def outcomes(self) -> dict[str, int]:
+        """Items that got an answer or failed, by how their call ended (``workers.outcomes``).
+
+        ``complete`` is the complete count; an answered item that is not complete
+        ended failed with its outcome as its error type; ``failed`` counts the
+        rest of the failures (errors, dead letters). Items cancelled, skipped for
+        the budget or paused are in :attr:`counts`, not here.
+        """
+        found = {"complete": self.count("complete")}
+        failed = 0
+        for error_type, n in self.errors.items():
+            if error_type in NOT_COMPLETE:
+                found[error_type] = found.get(error_type, 0) + n
+            else:
+                failed += n
+        found["failed"] = failed
+        return {name: n for name, n in found.items() if n or name in ("complete", "failed")}
+
+    @property
     def ended(self) -> int:
         return sum(self.count(STATE_NAMES[s]) for s in ENDED)
 
@@ -171,11 +191,16 @@ def parse_status(batch_id: str, raw: Mapping[Any, Any]) -> BatchStatus:
 
 
 def result_record(item_id: str, outcome: Envelope | PatternResult) -> dict[str, Any]:
-    """What ``chorus results`` writes for an item, in chorus's own format."""
+    """What the ledger keeps of an item's result (``chorus results`` expands it).
+
+    A call's record holds the message exactly as the API sent it; a pattern's
+    (a voted item) its merged answer, votes and spend.
+    """
     if isinstance(outcome, PatternResult):
         return {
             "id": item_id,
             "ok": outcome.ok,
+            "outcome": "complete" if outcome.ok else "failed",
             "text": outcome.text,
             "usage": outcome.usage.model_dump(),
             "cost_usd": outcome.cost_usd,
