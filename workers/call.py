@@ -53,6 +53,9 @@ from workers.store import ResultStore
 
 # How often a duplicate looks for the first caller's result.
 CLAIM_POLL_S = 0.2
+# How long a call waits for the limiter's Redis to answer again before it fails
+# (retryable): a restart or a failover, not an outage.
+LIMITER_PATIENCE_S = 120.0
 # The error of a duplicate that gave up waiting on a live holder: not an
 # outcome of the call, which the holder will still deliver.
 IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"
@@ -279,6 +282,7 @@ def _attempt_until_done(
     sending = request
     cost = Cost(1, deps.estimate_input_tokens(request), request.max_tokens)
     limiter_failures = 0
+    limiter_down_since: float | None = None
     continuations = 0
     # The reply so far of a turn a server tool paused (pause_turn).
     turn: dict[str, Any] | None = None
@@ -288,15 +292,21 @@ def _attempt_until_done(
         try:
             reservation = _reserve(deps, progress, limit_key, cost, observer)
         except LimiterUnavailable as exc:
-            # Fail closed: never send unthrottled. Back off and ask again.
+            # Fail closed: never send unthrottled. Back off and ask again, for as
+            # long as a Redis restart or failover takes (not a number of
+            # attempts: those pass in a second at a short backoff).
             limiter_failures += 1
+            now = deps.clock()
+            limiter_down_since = now if limiter_down_since is None else limiter_down_since
             wait = deps.policy.backoff_s(limiter_failures, deps.rng)
-            if limiter_failures >= deps.policy.max_attempts or not _fits(deps, progress, wait):
+            patience_left = LIMITER_PATIENCE_S - (now - limiter_down_since)
+            if wait > patience_left or not _fits(deps, progress, wait):
                 return _failed(key, exc)
             _wait(deps, progress, wait)
             continue
         except ChorusError as exc:  # CostExceedsCapacity, DeadlineExceeded
             return _failed(key, exc)
+        limiter_failures, limiter_down_since = 0, None
 
         if guard is not None and (stop := guard("send")) is not None:
             # Stopped while waiting for its slot: the slot goes back unused.

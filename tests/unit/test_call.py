@@ -230,6 +230,28 @@ def test_an_unreachable_limiter_fails_closed_and_never_sends() -> None:
     assert provider.sent == []
 
 
+def test_a_limiter_back_within_its_patience_lets_the_call_go_on() -> None:
+    # Redis restarts: the limiter is unreachable for ten seconds, then answers.
+    clock = FakeClock()
+    down_until = clock.now + 10.0
+
+    class Restarting(StubLimiter):
+        def reserve(self, key: str, cost: Cost) -> Reservation:
+            if clock.now < down_until:
+                raise errors.LimiterUnavailable("redis restarting")
+            return super().reserve(key, cost)
+
+    provider = FakeProvider(reply())
+    deps = make_deps(provider, clock, limiter=Restarting())
+
+    envelope = execute(REQUEST, deps, time_limit_s=600)
+
+    assert envelope.ok
+    assert len(provider.sent) == 1
+    assert clock.now >= down_until
+    assert len(clock.slept) > deps.policy.max_attempts  # attempts do not bound the wait
+
+
 def test_the_limiters_wait_is_slept_before_sending() -> None:
     class Busy(StubLimiter):
         def reserve(self, key: str, cost: Cost) -> Reservation:
