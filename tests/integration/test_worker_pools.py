@@ -24,7 +24,8 @@ def test_a_gevent_worker_acknowledges_every_message_when_its_calls_end_together(
     # together: past kombu's 10 connections per channel an ack failed
     # ("Couldn't ack", MaxConnectionsError; 22 of 500 here before the fix) and
     # its message would have run again after the visibility timeout.
-    local_api.configure(latency_ms=1000)
+    # Calls long enough that 200 are out before the first ends, on a busy machine too.
+    local_api.configure(latency_ms=2000)
     queue = f"gevent-{uuid.uuid4().hex[:6]}"
     monkeypatch.setenv("CHORUS_WORKER__QUEUE", queue)
     reconfigure()
@@ -51,3 +52,4 @@ def test_a_gevent_worker_acknowledges_every_message_when_its_calls_end_together(
         assert "Couldn't ack" not in started.logs()
     finally:
         started.fleet.stop()
+        local_api.configure(latency_ms=20)
