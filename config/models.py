@@ -30,6 +30,8 @@ EFFORTS: tuple[str, ...] = ("low", "medium", "high", "xhigh", "max")
 # sends 2026-10-21, which answers 400 to any of them ("Extra inputs").
 SAMPLING_API_VERSION = "2023-06-01"
 SAMPLING_PARAMS: tuple[str, ...] = ("temperature", "top_p", "top_k")
+NEW_TOKENIZER = 1.3
+CLASSIC_TOKENIZER = 1.0
 MIN_BUDGET_TOKENS = 1024
 _SNAPSHOT = re.compile(r"-\d{8}$")
 
@@ -59,6 +61,10 @@ class ModelRules:
     prefill: bool = False
     forced_tool_choice: bool = True
     display_default: Literal["omitted", "summarized"] = "omitted"
+    # Tokens per token of the 4.6-and-earlier tokenizer for the same text: the
+    # newer tokenizer of Opus 4.7 and later makes "approximately 30% more"
+    # (about-claude/pricing, build-with-claude/token-counting).
+    token_ratio: float = NEW_TOKENIZER
     notes: str = ""
 
     @property
@@ -112,19 +118,19 @@ MODELS: dict[str, ModelRules] = {
         _row("claude-mythos-preview", "mythos", "always", frozenset({"adaptive", "enabled"}),
              efforts=_OLD_EFFORTS, notes="context window and output limit not documented"),
         _row("claude-opus-4-6", "opus", "off", _ALL_FORMS, efforts=_OLD_EFFORTS, sampling=True,
-             display_default="summarized"),
+             display_default="summarized", token_ratio=CLASSIC_TOKENIZER),
         _row("claude-sonnet-4-6", "sonnet", "off", _ALL_FORMS, efforts=_OLD_EFFORTS,
-             sampling=True, display_default="summarized",
+             sampling=True, display_default="summarized", token_ratio=CLASSIC_TOKENIZER,
              notes="prefill: only Sonnet 4.5, Haiku 4.5 and older take one (sonnet-5-5 guide)"),
         _row("claude-haiku-4-5", "haiku", "off", _EXTENDED, effort_default=None, efforts=(),
              max_output_tokens=64_000, context_window=200_000, sampling=True, prefill=True,
-             display_default="summarized"),
+             display_default="summarized", token_ratio=CLASSIC_TOKENIZER),
         _row("claude-opus-4-5", "opus", "off", _EXTENDED, efforts=_OLD_EFFORTS,
              max_output_tokens=64_000, context_window=200_000, sampling=True, prefill=True,
-             display_default="summarized"),
+             display_default="summarized", token_ratio=CLASSIC_TOKENIZER),
         _row("claude-sonnet-4-5", "sonnet", "off", _EXTENDED, effort_default=None, efforts=(),
              max_output_tokens=64_000, context_window=200_000, sampling=True, prefill=True,
-             display_default="summarized"),
+             display_default="summarized", token_ratio=CLASSIC_TOKENIZER),
     )
 }  # fmt: skip
 

@@ -150,26 +150,39 @@ class WorkerSettings(_Section):
 class FamilyLimits(_Section):
     """One model family's rate limits, as Anthropic enforces them per organisation.
 
-    The buckets hold ``burst_s`` seconds' worth of refill. Anthropic's own
-    buckets hold a minute's worth; ours hold 59 seconds' by default. The
-    second held back absorbs the jitter between our clock and the API's: we
-    reserve when a call is about to leave, the API counts it when it
-    arrives, and a call that arrives sooner after its reservation than the
-    burst's first one did would otherwise find the API's bucket a fraction
-    of a token short, and be refused with a 429. Less smooths bursts further.
+    Each limit refills continuously at its rate per minute, and its bucket holds
+    ``burst_s`` seconds of that refill. Anthropic says a per-minute limit
+    "might be enforced as" its per-second share (60 requests a minute as 1 a
+    second) and that short bursts above it are refused
+    (platform.claude.com/docs/en/api/rate-limits). chorus holds half of that
+    second by default: the other half absorbs the delay between reserving a
+    call and the API counting it (a call that arrives sooner after its
+    reservation than the one before it did would otherwise find the API's
+    bucket short, and earn a 429). The burst only shapes a start from idle;
+    the steady rate is the full limit either way. A call costing more than the
+    burst (a large ``max_tokens`` against a small output limit) waits for a
+    full bucket and leaves it in debt.
     """
 
     requests_per_minute: int = Field(4_000, ge=0)
     input_tokens_per_minute: int = Field(2_000_000, ge=0)
     output_tokens_per_minute: int = Field(400_000, ge=0)
-    burst_s: float = Field(59.0, gt=0, le=60)
+    burst_s: float = Field(0.5, gt=0, le=60)
     # A bucket's capacity set outright, overriding burst_s for that bucket.
     requests_capacity: int | None = Field(None, ge=0)
     input_tokens_capacity: int | None = Field(None, ge=0)
     output_tokens_capacity: int | None = Field(None, ge=0)
+    # A call costing more than the burst waits this much past a full bucket: the
+    # API admits it only on a full bucket of its own, with no slack for a call
+    # arriving sooner after the last than it was reserved.
+    jitter_s: float = Field(0.1, ge=0, le=10)
     # The debt bound: the longest wait a reservation may be granted. Beyond
     # it the caller is refused and told when to ask again.
     max_wait_s: float = Field(60.0, gt=0)
+    # Set by chorus, not by hand: True when the user named this family's limits
+    # (the server's figures may then only lower them); False for the built-in
+    # guess, which the first response's rate-limit headers replace.
+    configured: bool = False
 
     def per_minute(self) -> list[int]:
         """Refill per minute of the requests, input-token and output-token buckets."""
@@ -179,11 +192,11 @@ class FamilyLimits(_Section):
             self.output_tokens_per_minute,
         ]
 
-    def capacities(self) -> list[int]:
-        """Capacity of the requests, input-token and output-token buckets."""
+    def capacities(self) -> list[float]:
+        """Capacity of the requests, input-token and output-token buckets (may be fractional)."""
         explicit = [self.requests_capacity, self.input_tokens_capacity, self.output_tokens_capacity]
         return [
-            given if given is not None else int(rate * self.burst_s / 60.0)
+            float(given) if given is not None else round(rate * self.burst_s / 60.0, 3)
             for given, rate in zip(explicit, self.per_minute(), strict=True)
         ]
 
@@ -289,7 +302,9 @@ class Settings(BaseSettings):
             base = dict(DEFAULT_LIMITS.get(str(name).lower(), DEFAULT_LIMITS["default"]))
             if isinstance(given, BaseModel):
                 given = given.model_dump(exclude_unset=True)
-            merged[str(name).lower()] = {**base, **given} if isinstance(given, dict) else given
+            merged[str(name).lower()] = (
+                {**base, **given, "configured": True} if isinstance(given, dict) else given
+            )
         return merged
 
     @field_validator("prices", mode="before")

@@ -1,13 +1,20 @@
 """The server's own rate limits: continuously refilled token buckets, as Anthropic runs them.
 
-Each limit N per minute is a bucket holding at most N (one minute's worth)
-that refills at N/60 per second. A request takes 1 from the requests bucket,
-its uncached input tokens (cache reads are free) from the input bucket and
-`max_tokens` from the output bucket, all or nothing; when it ends, the output
-tokens it did not use go back.
+Each limit N per minute refills at N/60 per second, and is enforced over a
+short interval (`limit_interval_s`, 1 s by default): its bucket holds only
+that interval's refill. The documentation says a per-minute limit "might be
+enforced as" its per-second share (60 requests a minute as 1 a second) and
+that short bursts above it are refused (platform.claude.com/docs/en/api/
+rate-limits); 1 s is the strictest it names, so a client that survives it
+survives the real API.
 
-Warning: a full bucket admits a burst of a whole minute's worth at once, as
-the real API does; clients that want a smooth rate must pace themselves.
+A request takes 1 from the requests bucket, its uncached input tokens (cache
+reads are free) from the input bucket and `max_tokens` from the output bucket,
+all or nothing; when it ends, the output tokens it did not use go back. A cost
+larger than a bucket holds (a 4,096-token `max_tokens` against 8,000 output
+tokens a minute held over 1 s) is admitted once the bucket is full and leaves
+it in debt: one big request at the pace of the refill. Only a cost above the
+whole per-minute limit can never be admitted.
 """
 
 from __future__ import annotations
@@ -47,14 +54,15 @@ def round_to_thousand(tokens: int) -> int:
 
 
 class TokenBucket:
-    """One limit per minute; `limit_per_minute` None or 0 means unlimited."""
+    """One limit per minute held over `interval_s`; `limit_per_minute` None or 0: unlimited."""
 
     __slots__ = ("capacity", "level", "limit_per_minute", "rate_per_s", "updated_at")
 
-    def __init__(self, limit_per_minute: int | None, now: float) -> None:
+    def __init__(self, limit_per_minute: int | None, now: float, interval_s: float = 60.0) -> None:
         self.limit_per_minute = limit_per_minute or None
-        self.capacity = float(self.limit_per_minute or NOMINAL_LIMIT)
-        self.rate_per_s = self.capacity / 60.0
+        per_minute = float(self.limit_per_minute or NOMINAL_LIMIT)
+        self.rate_per_s = per_minute / 60.0
+        self.capacity = self.rate_per_s * min(60.0, interval_s)
         self.level = self.capacity
         self.updated_at = now
 
@@ -68,17 +76,18 @@ class TokenBucket:
             self.updated_at = now
 
     def wait_s(self, amount: float, now: float) -> float:
-        """Seconds until `amount` fits (0 if it fits now).
+        """Seconds until `amount` may be taken (0 if it may now).
 
-        An amount larger than the whole bucket never fits; the answer is then
-        the time until the bucket is full, so a client backs off for a while
-        rather than hammering.
+        An amount above the bucket's capacity may be taken once the bucket is
+        full (it then goes into debt). An amount above the whole per-minute
+        limit never fits; the answer is then the time until the bucket is
+        full, so a client backs off for a while rather than hammering.
         """
         if self.unlimited:
             return 0.0
         self._refill(now)
         missing = min(amount, self.capacity) - self.level
-        if amount > self.capacity:
+        if amount > self.rate_per_s * 60.0:
             missing = max(missing, 1e-9)
         return max(0.0, missing / self.rate_per_s)
 
@@ -110,12 +119,17 @@ class RateLimits:
     """The three buckets Anthropic enforces: requests, input and output tokens per minute."""
 
     def __init__(
-        self, rpm: int | None, itpm: int | None, otpm: int | None, now: float | None = None
+        self,
+        rpm: int | None,
+        itpm: int | None,
+        otpm: int | None,
+        now: float | None = None,
+        interval_s: float = 60.0,
     ) -> None:
         start = time.time() if now is None else now
-        self.requests = TokenBucket(rpm, start)
-        self.input_tokens = TokenBucket(itpm, start)
-        self.output_tokens = TokenBucket(otpm, start)
+        self.requests = TokenBucket(rpm, start, interval_s)
+        self.input_tokens = TokenBucket(itpm, start, interval_s)
+        self.output_tokens = TokenBucket(otpm, start, interval_s)
 
     def _buckets(self) -> tuple[tuple[str, TokenBucket, str], ...]:
         return (

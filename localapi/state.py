@@ -45,14 +45,18 @@ class LocalAPIState:
         self.script.add(self._file_rules)
 
     def _new_limits(self) -> RateLimits:
-        return RateLimits(self.config.rpm, self.config.itpm, self.config.otpm, time.time())
+        config = self.config
+        return RateLimits(
+            config.rpm, config.itpm, config.otpm, time.time(), config.limit_interval_s
+        )
 
     def configure(self, changes: Mapping[str, Any]) -> LocalAPIConfig:
         """Apply field changes (ValueError if any is bad; then nothing changes)."""
         old = self.config
         new = old.with_changes(changes)
         self.config = new
-        if (new.rpm, new.itpm, new.otpm) != (old.rpm, old.itpm, old.otpm):
+        limits = ("rpm", "itpm", "otpm", "limit_interval_s")
+        if any(getattr(new, name) != getattr(old, name) for name in limits):
             self.limits = self._new_limits()
         if new.seed != old.seed:
             self.faults = FaultInjector(new)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.markup import escape
 from rich.table import Table
 
-from config.settings import DEFAULT_LIMITS, Settings
+from config.settings import Settings
 from workers import keys
 from workers.ratelimit.backends.redis import RedisLimiter
 from workers.ratelimit.limitkey import api_fingerprint, family_of_key
@@ -22,25 +24,18 @@ def configured_table(settings: Settings) -> Table:
             f"{rate:,} ({capacity:,})"
             for rate, capacity in zip(limits.per_minute(), limits.capacities(), strict=True)
         ]
-        source = (
-            "built-in" if family in DEFAULT_LIMITS and _is_default(settings, family) else "config"
-        )
+        source = "config" if limits.configured else "built-in guess: learned from the API"
         table.add_row(family, *cells, f"{limits.max_wait_s:g} s", source)
     enabled = "on" if settings.limiter.enabled else "OFF (CHORUS_LIMITER__ENABLED=false)"
     table.caption = (
         f"limiter {enabled}; input estimate: {settings.limiter.estimator}; families not listed "
-        "use 'default'. Set CHORUS_LIMITS__<FAMILY>__REQUESTS_PER_MINUTE=... or "
+        "use 'default'. A built-in guess is replaced by the limits the API states in its "
+        "first answer (the first call goes alone); limits you set stay a cap. Set "
+        "CHORUS_LIMITS__<FAMILY>__REQUESTS_PER_MINUTE=... or "
         + escape("[limits.<family>]")
-        + " in chorus.toml."
+        + " in chorus.toml; `chorus limits --live` shows what was learned."
     )
     return table
-
-
-def _is_default(settings: Settings, family: str) -> bool:
-    given = settings.limits_for(family).model_dump(
-        include={"requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute"}
-    )
-    return given == DEFAULT_LIMITS[family]
 
 
 def live_table(settings: Settings) -> Table:
@@ -52,7 +47,7 @@ def live_table(settings: Settings) -> Table:
         else None
     )
     table = Table(title="rate limiter, live (levels: available / capacity)")
-    for column in ("key", "family", "requests", "input tok", "output tok",
+    for column in ("key", "family", "limits", "requests", "input tok", "output tok",
                    "cooldown", "granted", "refused", "waited", "429s"):  # fmt: skip
         table.add_column(
             column, justify="left" if column in ("key", "family") else "right", no_wrap=True
@@ -62,10 +57,13 @@ def live_table(settings: Settings) -> Table:
         state = limiter.state(key)
         fingerprint = key.split(":", 1)[0]
         label = fingerprint + (" (this key)" if fingerprint == mine else "")
-        levels = [f"{b.level:,.0f} / {b.capacity:,}" for b in state.buckets]
+        levels = [
+            f"{b.level:,.0f} / {b.capacity:,.0f} ({b.per_minute:,}/min)" for b in state.buckets
+        ]
         table.add_row(
             label,
             family_of_key(key),
+            _source(state.configured, state.learned_at),
             *levels,
             f"{state.cooldown_s:.1f} s" if state.cooldown_s else "-",
             f"{state.granted:,}",
@@ -76,3 +74,13 @@ def live_table(settings: Settings) -> Table:
     if not table.rows:
         table.caption = "no limit key has been used yet"
     return table
+
+
+def _source(configured: bool, learned_at: float | None) -> str:
+    """Where a key's limits come from: the user's settings, or the API's own headers."""
+    told = (
+        f"the API said at {time.strftime('%H:%M:%S', time.localtime(learned_at))}"
+        if learned_at is not None
+        else "not yet told"
+    )
+    return f"configured ({told})" if configured else f"learned: {told}"

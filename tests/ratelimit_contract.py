@@ -25,6 +25,7 @@ SMALL = FamilyLimits(
     output_tokens_per_minute=6_000,  # 100 per second
     burst_s=60,  # buckets of a full minute: round numbers for the mechanics
     max_wait_s=30,
+    configured=True,  # set by the user: the server's figures may only lower them
 )
 
 
@@ -105,6 +106,7 @@ class LimiterContract:
             requests_capacity=5,
             input_tokens_capacity=1_000,
             output_tokens_capacity=1_000,
+            configured=True,
         )
         limiter = self.limiter(frozen)
 
@@ -164,6 +166,54 @@ class LimiterContract:
         requests = limiter.state(KEY).buckets[0]
         assert requests.per_minute == 30
         assert requests.capacity == 30
+
+    def test_a_cost_above_the_burst_waits_for_a_full_bucket_then_goes_into_debt(self) -> None:
+        # Two seconds of burst: 200 output tokens held, 100 refilled a second.
+        short = SMALL.model_copy(update={"burst_s": 2.0})
+        limiter = self.limiter(short)
+        limiter.reserve(KEY, Cost(1, 0, 100))  # half the burst gone
+
+        big = limiter.reserve(KEY, Cost(1, 0, 1_000))  # five times the burst
+
+        assert big.granted and big.binding == "output_tokens"
+        # Until the bucket is full, and the 0.1 s jitter allowance more; not
+        # until it holds 1,000.
+        assert 1.0 <= big.wait_s <= 1.1
+        after = limiter.reserve(KEY, Cost(1, 0, 100))
+        assert 9.8 <= after.wait_s <= 10.0  # the debt of 900 and its own 100, at 100 a second
+
+    def test_a_key_with_no_limits_set_learns_them_from_one_call_first(self) -> None:
+        guessed = SMALL.model_copy(update={"configured": False})
+        limiter = self.limiter(guessed)
+
+        probe = limiter.reserve(KEY, Cost(1, 10, 10))
+        held = limiter.reserve(KEY, Cost(1, 10, 10))
+
+        assert probe.granted and probe.wait_s == 0
+        assert not held.granted and held.binding == "learning" and 0 < held.wait_s <= 0.25
+        # The probe's response states the account's limits, higher than the guess.
+        limiter.settle(
+            probe,
+            Cost(1, 10, 10),
+            {
+                "anthropic-ratelimit-requests-limit": "120",
+                "anthropic-ratelimit-input-tokens-limit": "90000",
+                "anthropic-ratelimit-output-tokens-limit": "9000",
+            },
+        )
+        state = limiter.state(KEY)
+        assert [b.per_minute for b in state.buckets] == [120, 90_000, 9_000]
+        assert state.learned_at is not None and not state.configured
+        assert limiter.reserve(KEY, Cost(1, 10, 10)).granted
+
+    def test_limits_the_user_set_stay_a_cap_on_what_the_server_says(self) -> None:
+        limiter = self.limiter()  # configured: 60 requests a minute
+        reservation = limiter.reserve(KEY, Cost(1, 0, 0))
+
+        limiter.settle(reservation, Cost(1, 0, 0), {"anthropic-ratelimit-requests-limit": "120"})
+
+        assert limiter.state(KEY).buckets[0].per_minute == 60
+        assert limiter.reserve(KEY, Cost(1, 0, 0)).granted  # no probe for a configured key
 
     def test_a_cooldown_holds_every_caller_back_until_it_ends(self) -> None:
         first, second = self.limiter(), self.limiter()  # two workers

@@ -39,7 +39,7 @@ class LuaScript:
     def client(self) -> redis.Redis:
         return self._redis
 
-    def __call__(self, keys: Sequence[str], args: Sequence[int | str]) -> Any:
+    def __call__(self, keys: Sequence[str], args: Sequence[float | str]) -> Any:
         try:
             return self._redis.execute_command(  # type: ignore[no-untyped-call]
                 "EVALSHA", self.sha, len(keys), *keys, *args
@@ -53,7 +53,7 @@ class LuaScript:
     def command(
         self,
         keys: Sequence[str],
-        args: Sequence[int | str],
+        args: Sequence[float | str],
         then: Callable[[Any], Any] | None = None,
     ) -> Command:
         """This script's call as a :class:`Command`, for :func:`run_together`."""

@@ -1,12 +1,12 @@
 """Horizontal scaling: three worker processes with their own node names on one Redis.
 
 What ``docker compose up --scale worker=3`` gives, as processes on one machine.
-They share one global rate limit: the local API allows 60 requests a minute
-(a bucket of 60, refilled at one a second), chorus is told the same, and 63
-items are sent at once. Three limiters of their own would each let 60 through
-and the API would answer 429 to the surplus (with one attempt per call, an
-item would fail); one shared limiter sends 60 at once and the last 3 a second
-apart. Flower watches the three.
+They share one global rate limit: the local API allows 600 requests a minute
+held over one second (a bucket of 10, refilled at ten a second), chorus is told
+the same, and 63 items are sent at once. Three limiters of their own would each
+let their burst through at once and the API would answer 429 to the surplus
+(with one attempt per call, an item would fail); one shared limiter sends its
+burst of 5 and the rest ten a second. Flower watches the three.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from workers.ratelimit.backends.redis import RedisLimiter
 from workers.ratelimit.limitkey import api_fingerprint
 
 ITEMS = 63
-RPM = 60
+RPM = 600
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_three_workers_share_one_limit_run_every_item_once_and_flower_lists_them
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given 3 worker processes (scale1..scale3) on a queue of their own, so that no
-    # other worker of the session takes a share, all held to 60 requests a minute
+    # other worker of the session takes a share, all held to 600 requests a minute
     queue = f"scale-{uuid.uuid4().hex[:8]}"
     extra = {
         "CHORUS_WORKER__QUEUE": queue,

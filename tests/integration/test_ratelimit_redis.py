@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from unittest import mock
 
@@ -17,9 +18,11 @@ import redis
 
 from config.settings import FamilyLimits
 from localapi import LocalAPIServer
+from orchestration.batch import Batch
 from orchestration.client import call_signature, request_from_prompt
 from tests.integration.conftest import BRIEF, start_test_workers
 from tests.ratelimit_contract import KEY, LimiterContract
+from workers.app import reconfigure
 from workers.ratelimit.backend import Cost, Reservation
 from workers.ratelimit.backends.redis import RedisLimiter
 from workers.ratelimit.limitkey import api_fingerprint
@@ -38,6 +41,7 @@ FROZEN = FamilyLimits(
     requests_capacity=200,
     input_tokens_capacity=10**9,
     output_tokens_capacity=10**9,
+    configured=True,
 )
 
 
@@ -84,6 +88,7 @@ SAFETY = FamilyLimits(
     requests_capacity=20,
     output_tokens_capacity=2_000,
     max_wait_s=900,
+    configured=True,
 )
 
 
@@ -152,6 +157,7 @@ def test_a_worker_with_a_skewed_clock_gets_the_same_decisions(
         input_tokens_per_minute=10**9,
         output_tokens_per_minute=60_000,
         output_tokens_capacity=2_000,
+        configured=True,
     )
     limiter = RedisLimiter(redis_client, lambda family: limits)
     honest = _decisions(limiter, "fp:honest")
@@ -173,12 +179,15 @@ def test_a_cooldown_set_in_one_process_holds_back_another(redis_url: str) -> Non
         "import redis;"
         "from config.settings import FamilyLimits;"
         "from workers.ratelimit.backends.redis import RedisLimiter;"
-        f"RedisLimiter(redis.Redis.from_url({redis_url!r}), lambda f: FamilyLimits())"
+        f"RedisLimiter(redis.Redis.from_url({redis_url!r}),"
+        " lambda f: FamilyLimits(configured=True))"
         f".cooldown({KEY!r}, 5.0)"
     )
     subprocess.run([sys.executable, "-c", setter], check=True, timeout=30)
 
-    other = RedisLimiter(redis.Redis.from_url(redis_url), lambda family: FamilyLimits())
+    other = RedisLimiter(
+        redis.Redis.from_url(redis_url), lambda family: FamilyLimits(configured=True)
+    )
     reservation = other.reserve(KEY, Cost(1, 10, 10))
 
     assert reservation.granted
@@ -208,21 +217,64 @@ def test_workers_under_a_strict_limit_receive_zero_429s(
         },
     )
     try:
-        # When 660 calls are sent at once: 60 more than the bucket holds
+        # When 150 calls are sent at once: fifteen times what the server's
+        # one-second bucket holds
         from celery import group
 
-        requests = [request_from_prompt(f"strict item {i}", **BRIEF) for i in range(660)]
+        requests = [request_from_prompt(f"strict item {i}", **BRIEF) for i in range(150)]
         result = group(call_signature(r) for r in requests).apply_async()
         envelopes = result.get(timeout=120, interval=0.1)
     finally:
         workers.fleet.stop()
 
     # Then every call succeeded, the server answered no 429, and chorus did the waiting
-    assert sum(e["ok"] for e in envelopes) == 660
+    assert sum(e["ok"] for e in envelopes) == 150
     stats = strict_api.stats()
     assert stats["rate_limited"] == 0
-    assert stats["by_status"] == {"200": 660}
+    assert stats["by_status"] == {"200": 150}
     limiter = RedisLimiter(redis_client, lambda family: FamilyLimits(requests_per_minute=600))
     state = limiter.state(f"{api_fingerprint(chorus_env['ANTHROPIC_API_KEY'])}:sonnet")
-    assert state.granted == 660
+    assert state.granted == 150
     assert state.waited_s > 1.0
+
+
+@pytest.mark.parametrize("configured", [False, True], ids=["learned", "configured"])
+def test_a_fresh_fleet_meets_a_strict_burst_with_zero_429s_configured_or_not(
+    chorus_env: dict[str, str],
+    local_api: LocalAPIServer,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    configured: bool,
+) -> None:
+    # A server enforcing 600 requests a minute with 5 s of burst, as an
+    # independent strict one did; chorus told nothing (it guesses Tier 4's
+    # 4,000 a minute) or told 600.
+    local_api.configure(rpm=600, limit_interval_s=5.0, latency_ms=20)
+    queue = f"burst-{uuid.uuid4().hex[:6]}"
+    extra = {"CHORUS_WORKER__QUEUE": queue, "CHORUS_RETRY__MAX_ATTEMPTS": "1"}
+    if configured:
+        extra["CHORUS_LIMITS__SONNET__REQUESTS_PER_MINUTE"] = "600"
+    monkeypatch.setenv("CHORUS_WORKER__QUEUE", queue)
+    reconfigure()
+    workers = start_test_workers(chorus_env, 1, prefix="burst", concurrency=100, extra_env=extra)
+    try:
+        items = [{"id": f"b{i}", "prompt": f"Burst item {i}."} for i in range(200)]
+        status = Batch.submit(items, **BRIEF).wait(90)
+    finally:
+        workers.fleet.stop()
+        local_api.configure(rpm=None, limit_interval_s=1.0)
+
+    stats = local_api.stats()
+    assert status.count("complete") == 200
+    assert stats["rate_limited"] == 0 and stats["by_status"] == {"200": 200}
+    # Once running, the limit is used: ten calls a second.
+    arrivals = sorted(entry["t"] for entry in local_api.requests_log("Burst item"))
+    running = arrivals[1:]  # the first call alone learns the limits when none are set
+    rate = (len(running) - 1) / (running[-1] - running[0])
+    assert rate >= 0.95 * 600 / 60, f"{rate:.2f} calls/s of 10"
+    # Told or learned, the bucket is the server's 600 a minute; the server said so.
+    state = RedisLimiter(redis_client, lambda family: FamilyLimits(configured=configured)).state(
+        f"{api_fingerprint(chorus_env['ANTHROPIC_API_KEY'])}:sonnet"
+    )
+    assert next(b.per_minute for b in state.buckets) == 600
+    assert state.learned_at is not None

@@ -232,7 +232,7 @@ def test_cache_reads_do_not_count_against_input_tokens_per_minute(
 ) -> None:
     context = "Shared context for every item. " * 10  # 90 tokens
     system = [{"type": "text", "text": context, "cache_control": {"type": "ephemeral"}}]
-    server.configure(itpm=120)
+    server.configure(itpm=120, limit_interval_s=60)  # a whole minute's worth at once
     for question in ("q one", "q two", "q three"):
         assert call(server, message(question, system=system)).status == 200
     uncached = call(server, message("q four", system=context))
@@ -241,7 +241,7 @@ def test_cache_reads_do_not_count_against_input_tokens_per_minute(
 
 
 def test_the_request_limit_answers_429_with_retry_after(server: LocalAPIServer) -> None:
-    server.configure(rpm=2)
+    server.configure(rpm=2, limit_interval_s=60)
     assert [call(server).status for _ in range(2)] == [200, 200]
     limited = call(server)
     assert (limited.status, limited.body["error"]["type"]) == (429, "rate_limit_error")
@@ -251,13 +251,35 @@ def test_the_request_limit_answers_429_with_retry_after(server: LocalAPIServer) 
 
 
 def test_output_tokens_are_charged_at_max_tokens_and_refunded(server: LocalAPIServer) -> None:
-    server.configure(otpm=1000, reply_min_tokens=20, reply_max_tokens=20)
+    server.configure(otpm=1000, reply_min_tokens=20, reply_max_tokens=20, limit_interval_s=60)
     answer = call(server, message(max_tokens=600))
     remaining = server.state.limits.output_tokens.remaining(time.time())
     assert 980 <= remaining <= 1000  # charged 600, refunded 580, plus refill
     # The header rounds token figures to the nearest thousand, as the API does.
     assert answer.headers["anthropic-ratelimit-output-tokens-remaining"] == "1000"
     assert call(server, message(max_tokens=1001)).status == 429
+
+
+def test_a_limit_is_enforced_over_one_second_by_default(server: LocalAPIServer) -> None:
+    # 600 a minute, held as 10 a second: an eleventh request at once is refused,
+    # as the documentation says short bursts may be.
+    server.configure(rpm=600)
+    statuses = [call(server).status for _ in range(11)]
+    assert statuses == [200] * 10 + [429]
+    assert server.stats()["rate_limited"] == 1
+
+
+def test_a_request_bigger_than_a_seconds_refill_waits_for_a_full_bucket(
+    server: LocalAPIServer,
+) -> None:
+    # 6,000 output tokens a minute is 100 a second: max_tokens=1,000 is ten
+    # seconds of refill, admitted on a full bucket and leaving it in debt.
+    server.configure(otpm=6_000, reply_min_tokens=990, reply_max_tokens=990)
+    assert call(server, message(max_tokens=1_000)).status == 200
+    refused = call(server, message(max_tokens=100))
+    assert refused.status == 429
+    assert int(refused.headers["retry-after"]) == 10  # 990 used of 100 held, then 100 more
+    assert call(server, message(max_tokens=6_001)).status == 429  # above the whole minute
 
 
 @pytest.mark.parametrize(

@@ -118,16 +118,16 @@ def test_chorus_worker_starts_two_processes_per_usable_cpu_unless_told() -> None
     assert WorkerSettings(processes=3).process_count == 3
 
 
-def test_buckets_hold_back_one_second_of_refill_by_default() -> None:
-    # The API counts a call when it arrives, later than we reserved it: a
-    # second of refill kept back absorbs that jitter (the 429 it caused was
-    # seen in test_fleet_scaling, 2 runs in 5).
+def test_buckets_hold_half_a_second_of_refill_by_default() -> None:
+    # The API may enforce a per-minute limit over one second; half of it held
+    # back absorbs the delay between reserving a call and the API counting it.
     limits = FamilyLimits(
-        requests_per_minute=60, input_tokens_per_minute=600_000, output_tokens_per_minute=6_000
+        requests_per_minute=600, input_tokens_per_minute=600_000, output_tokens_per_minute=6_000
     )
-    assert limits.capacities() == [59, 590_000, 5_900]
-    assert limits.per_minute() == [60, 600_000, 6_000]
+    assert limits.capacities() == [5, 5_000, 50]
+    assert limits.per_minute() == [600, 600_000, 6_000]
     assert FamilyLimits(requests_per_minute=60, burst_s=60).capacities()[0] == 60
+    assert FamilyLimits(requests_per_minute=60).capacities()[0] == 0.5
 
 
 def test_a_worker_may_open_a_broker_connection_per_slot_when_it_starts() -> None:

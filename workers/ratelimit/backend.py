@@ -45,7 +45,8 @@ class Reservation:
     key: str
     cost: Cost
     # Which bucket set the wait ("requests", "input_tokens",
-    # "output_tokens", "cooldown"), for the progress display.
+    # "output_tokens", "cooldown", or "learning": the first call of a key
+    # with no limits set is learning them), for the progress display.
     binding: str = ""
     # When the limiter decided, in microseconds of its own clock (Redis TIME).
     at_us: int = 0
@@ -59,7 +60,7 @@ class Reservation:
 @dataclass(frozen=True)
 class BucketLevel:
     bucket: str
-    capacity: int
+    capacity: float
     per_minute: int
     level: float
 
@@ -75,6 +76,10 @@ class LimiterState:
     waited_s: float = 0.0
     refused: int = 0
     cooldowns: int = 0
+    # True when the user set the limits; the server's figures then only lower them.
+    configured: bool = True
+    # When the server last told its limits (unix seconds), if it has.
+    learned_at: float | None = None
 
 
 if TYPE_CHECKING:

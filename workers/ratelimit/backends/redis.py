@@ -34,10 +34,21 @@ from workers.ratelimit.limitkey import family_of_key
 from workers.redisio import Command, LuaScript
 
 BUCKETS = ("requests", "input_tokens", "output_tokens")
-_BINDING = {0: "", 1: "requests", 2: "input_tokens", 3: "output_tokens", 4: "cooldown"}
+_BINDING = {
+    0: "",
+    1: "requests",
+    2: "input_tokens",
+    3: "output_tokens",
+    4: "cooldown",
+    5: "learning",
+}
 _HEADER_NAMES = ("requests", "input-tokens", "output-tokens")
-# An idle key's hash expires; by then its buckets would be full anyway.
+# An idle key's hash expires; by then its buckets would be full anyway (and the
+# limits it learned from the server are asked again: they may have changed).
 TTL_MS = 15 * 60 * 1000
+# The longest one probe (the first call of a key with no limits set) holds the
+# others back if it never settles (its worker died): then another probes.
+PROBE_TIMEOUT_US = 30 * 1_000_000
 
 
 def load_script(name: str) -> str:
@@ -65,9 +76,9 @@ class RedisLimiter(RateLimiter):
         self._reserve = LuaScript(client, load_script("reserve.lua"))
         self._settle = LuaScript(client, load_script("settle.lua"))
         self._cooldown = LuaScript(client, load_script("cooldown.lua"))
-        self._shapes: dict[str, tuple[FamilyLimits, list[int], list[int]]] = {}
+        self._shapes: dict[str, tuple[FamilyLimits, list[float], list[int]]] = {}
 
-    def _shape(self, key: str) -> tuple[FamilyLimits, list[int], list[int]]:
+    def _shape(self, key: str) -> tuple[FamilyLimits, list[float], list[int]]:
         shape = self._shapes.get(key)
         if shape is None:
             limits = self._limits_for(family_of_key(key))
@@ -84,20 +95,29 @@ class RedisLimiter(RateLimiter):
             max_wait_us = int(limits.max_wait_s * 1_000_000)
             status, wait_us, bucket, now_us = self._reserve(
                 keys=[keys.limit(key)],
-                args=[*costs, *capacities, *per_minute, max_wait_us, TTL_MS],
+                args=[
+                    *costs,
+                    *capacities,
+                    *per_minute,
+                    max_wait_us,
+                    TTL_MS,
+                    int(limits.configured),
+                    PROBE_TIMEOUT_US,
+                    int(limits.jitter_s * 1_000_000),
+                ],
             )
         except redis.RedisError as exc:
             raise LimiterUnavailable(f"the rate limiter's Redis cannot be reached: {exc}") from exc
         status, wait_us, bucket = int(status), int(wait_us), int(bucket)
         if status == -1:
             name = BUCKETS[bucket - 1]
+            ceiling = int(max(capacities[bucket - 1], per_minute[bucket - 1]))
             raise CostExceedsCapacity(
-                f"this call needs {costs[bucket - 1]} {name.replace('_', ' ')} but the "
-                f"{name} bucket of {family_of_key(key)} holds at most {capacities[bucket - 1]} "
-                f"({per_minute[bucket - 1]} per minute): it could never be sent",
+                f"this call needs {costs[bucket - 1]} {name.replace('_', ' ')} but "
+                f"{family_of_key(key)} grants at most {ceiling} a minute: it could never be sent",
                 name,
                 costs[bucket - 1],
-                capacities[bucket - 1],
+                ceiling,
             )
         wait_s = math.inf if wait_us < 0 else wait_us / 1_000_000
         return Reservation(
@@ -124,7 +144,7 @@ class RedisLimiter(RateLimiter):
 
     def _settle_keys_args(
         self, reservation: Reservation, used: Cost, headers: Mapping[str, str] | None
-    ) -> tuple[list[str], list[int | str]]:
+    ) -> tuple[list[str], list[float | str]]:
         refund = reservation.cost.minus(used)
         headers = headers or {}
         remaining = [
@@ -134,7 +154,7 @@ class RedisLimiter(RateLimiter):
             _header_int(headers, f"anthropic-ratelimit-{n}-limit") for n in _HEADER_NAMES
         ]
         # The shape is cached after the reservation: no Redis call here.
-        _, capacities, per_minute = self._shape(reservation.key)
+        limits, capacities, per_minute = self._shape(reservation.key)
         return [keys.limit(reservation.key)], [
             refund.requests,
             refund.input_tokens,
@@ -144,21 +164,28 @@ class RedisLimiter(RateLimiter):
             *remaining,
             *server_limits,
             TTL_MS,
+            int(limits.configured),
         ]
 
     def cooldown(self, key: str, seconds: float) -> None:
         try:
-            _, capacities, per_minute = self._shape(key)
+            limits, capacities, per_minute = self._shape(key)
             self._cooldown(
                 keys=[keys.limit(key)],
-                args=[int(seconds * 1_000_000), *capacities, *per_minute, TTL_MS],
+                args=[
+                    int(seconds * 1_000_000),
+                    *capacities,
+                    *per_minute,
+                    TTL_MS,
+                    int(limits.configured),
+                ],
             )
         except redis.RedisError as exc:
             raise LimiterUnavailable(f"the rate limiter's Redis cannot be reached: {exc}") from exc
 
     def state(self, key: str) -> LimiterState:
         try:
-            _, capacities, per_minute = self._shape(key)
+            limits, capacities, per_minute = self._shape(key)
             pipe = self._redis.pipeline(transaction=False)
             pipe.time()
             pipe.hgetall(keys.limit(key))
@@ -172,7 +199,7 @@ class RedisLimiter(RateLimiter):
         for index, (name, field) in enumerate(zip(BUCKETS, ("r", "i", "o"), strict=True)):
             cap, rate = capacities[index], per_minute[index]
             server = fields.get("l" + field)
-            if server is not None and server < rate:
+            if server is not None and (server < rate or not limits.configured):
                 cap = int(cap * server / rate) if rate else cap
                 rate = int(server)
             level = min(cap, fields.get(field, cap) + rate / 60e6 * elapsed)
@@ -185,4 +212,6 @@ class RedisLimiter(RateLimiter):
             waited_s=fields.get("w", 0.0) / 1e6,
             refused=int(fields.get("x", 0)),
             cooldowns=int(fields.get("n", 0)),
+            configured=limits.configured,
+            learned_at=fields["lt"] / 1e6 if "lt" in fields else None,
         )

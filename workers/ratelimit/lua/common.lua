@@ -4,7 +4,10 @@
 --   r, i, o    levels of the requests, input-token and output-token buckets
 --              (may be negative: debt reserved for callers already told to wait)
 --   c          cooldown: no grant takes effect before this time (microseconds)
---   lr, li, lo per-minute limits the server reported, when lower than ours
+--   lr, li, lo per-minute limits the server last reported (its -limit headers)
+--   lt         when they were reported, microseconds
+--   p          a probe in flight until this time: the one call that learns the
+--              server's limits before any other goes (keys with no limits set)
 --   g, x, w, n grants, refusals, total wait granted (us), cooldowns set
 -- Numbers are written with %.17g: Lua's default %.14g would round a
 -- microsecond timestamp (~1.7e15) and over-admit.
@@ -19,19 +22,24 @@ local function now_us()
 end
 
 -- ARGV[first..first+2]: capacities; ARGV[first+3..first+5]: per-minute refill.
+-- configured: the limits were set by the user (a cap the server's figures may
+-- only lower), not chorus's built-in guess (which the server's figures replace).
 -- Returns the hash's fields and, per bucket, the capacity, the refill per
--- microsecond and the level refilled up to `now`.
-local function load_buckets(key, now, first)
-  local state = redis.call('HMGET', key, 't', 'r', 'i', 'o', 'c', 'lr', 'li', 'lo', 'g', 'x', 'w', 'n')
+-- microsecond, the level refilled up to `now`, and the ceiling: the largest
+-- cost that can ever be granted (a minute's refill, or the capacity of a
+-- bucket that never refills).
+local function load_buckets(key, now, first, configured)
+  local state = redis.call('HMGET', key, 't', 'r', 'i', 'o', 'c', 'lr', 'li', 'lo', 'g', 'x', 'w', 'n', 'p', 'lt')
   local last = tonumber(state[1]) or now
   local elapsed = math.max(0, now - last)
-  local caps, rates, levels = {}, {}, {}
+  local caps, rates, levels, ceilings = {}, {}, {}, {}
   for b = 1, 3 do
     local cap = tonumber(ARGV[first + b - 1])
     local per_minute = tonumber(ARGV[first + b + 2])
     local server = tonumber(state[5 + b])
-    if server and server < per_minute then
-      -- The server says our limit is lower than configured: believe it.
+    if server and (server < per_minute or not configured) then
+      -- The server states the account's limit: believe it (the burst, in
+      -- seconds of refill, stays as configured).
       if per_minute > 0 then
         cap = cap * server / per_minute
       end
@@ -39,10 +47,11 @@ local function load_buckets(key, now, first)
     end
     caps[b] = cap
     rates[b] = per_minute / 60000000
+    ceilings[b] = per_minute > 0 and math.max(cap, per_minute) or cap
     local level = tonumber(state[1 + b]) or cap
     levels[b] = math.min(cap, level + rates[b] * elapsed)
   end
-  return state, caps, rates, levels
+  return state, caps, rates, levels, ceilings
 end
 
 local function save_levels(key, now, levels, ttl_ms)

@@ -5,6 +5,7 @@
 -- ARGV[2..4]  each bucket's capacity
 -- ARGV[5..7]  each bucket's refill per minute
 -- ARGV[8]     time to live of the hash, milliseconds
+-- ARGV[9]     1 if the user set these limits, 0 if they are chorus's guess
 --
 -- Returns the cooldown's end, microseconds of Redis TIME.
 --
@@ -14,7 +15,7 @@
 
 local key = KEYS[1]
 local now = now_us()
-local state, caps, rates, levels = load_buckets(key, now, 2)
+local state, caps, rates, levels = load_buckets(key, now, 2, ARGV[9] == '1')
 for b = 1, 3 do
   levels[b] = math.min(levels[b], 0)
 end
