@@ -33,15 +33,16 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as _SourceError
 
-from config.prices import DEFAULT_PRICES, ModelPrice, base_model
+from config.models import base_model
+from config.prices import DEFAULT_PRICES, ModelPrice
 
 ENV_PREFIX = "CHORUS_"
 NESTED_DELIMITER = "__"
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-# Claude Sonnet 5: the current line's default for speed and intelligence.
-# (claude-sonnet-4-5 reaches end of life on 2026-11-30; the SDK warns on it.)
-DEFAULT_MODEL = "claude-sonnet-5"
+# The current Sonnet (platform.claude.com/docs/en/models/overview lists
+# claude-sonnet-5 as legacy): Anthropic's default for speed and intelligence.
+DEFAULT_MODEL = "claude-sonnet-5-5"
 
 
 class SettingsError(ValueError):
@@ -310,9 +311,18 @@ class Settings(BaseSettings):
     @field_validator("prices", mode="before")
     @classmethod
     def _prices_over_defaults(cls, value: Any) -> Any:
+        """Each model's prices over its built-in row: naming one price changes one price."""
         if not isinstance(value, dict):
             return value
-        return {**DEFAULT_PRICES, **value}
+        merged: dict[str, Any] = {name: dict(row) for name, row in DEFAULT_PRICES.items()}
+        for name, given in value.items():
+            if isinstance(given, BaseModel):
+                given = given.model_dump(exclude_unset=True)
+            base = DEFAULT_PRICES.get(base_model(str(name)), {})
+            merged[str(name)] = (
+                {**base, **given, "source": "your settings"} if isinstance(given, dict) else given
+            )
+        return merged
 
     def price_for(self, model: str) -> ModelPrice | None:
         """The price of ``model`` (a dated snapshot priced as its base name), if known."""

@@ -235,7 +235,7 @@ class APIHandlers:
             state.limits.refund_output(max(0, max_tokens - reply.output_tokens), end)
             settled = True
             if fault != "stream_error":
-                self._bill(identity, reply, input_tokens, cache, end)
+                self._bill(identity, body["model"], reply, input_tokens, cache, end)
             entry.output_tokens = reply.output_tokens
             if response is not None:
                 return response
@@ -251,7 +251,13 @@ class APIHandlers:
                 state.limits.refund_output(max_tokens, time.time())
 
     def _bill(
-        self, identity: str, reply: ReplyParts, input_tokens: int, cache: CacheUsage, end: float
+        self,
+        identity: str,
+        model: str,
+        reply: ReplyParts,
+        input_tokens: int,
+        cache: CacheUsage,
+        end: float,
     ) -> None:
         state = self.state
         state.stats.stop_reasons[reply.stop_reason] = (
@@ -270,6 +276,7 @@ class APIHandlers:
             cache_creation_1h=cache.creation_1h_tokens,
             thinking_tokens=reply.thinking_tokens,
             server_tool_use=reply.server_tool_use,
+            model=model,
         )
 
     async def _stream(

@@ -8,18 +8,28 @@ identity, which is what "never paid for twice" is measured by.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from config.models import base_model
+from config.prices import DEFAULT_PRICES, ModelPrice, Tokens
 from localapi.config import FAULT_KINDS
 
 # The log keeps this much of each prompt for `?contains=` (bounds its memory).
 LOG_PROMPT_CHARS = 2000
 # ... and shows this much.
 LOG_PROMPT_SHOWN_CHARS = 200
+
+
+@functools.lru_cache(maxsize=256)
+def list_price(model: str) -> ModelPrice | None:
+    """The built-in list price of ``model``: the server bills as Anthropic publishes."""
+    row = DEFAULT_PRICES.get(model) or DEFAULT_PRICES.get(base_model(model))
+    return None if row is None else ModelPrice.model_validate(row)
 
 
 class Stats:
@@ -47,6 +57,10 @@ class Stats:
         self.web_fetch_requests = 0
         # Every reply by stop reason, billed or not (a refusal before any output is not).
         self.stop_reasons: dict[str, int] = {}
+        # What the paid calls cost at list price (config/prices.py), as this
+        # server billed them; calls of a model with no price are counted apart.
+        self.cost_usd = 0.0
+        self.unpriced_calls = 0
         # Calls in flight outlive a reset, so their count carries over.
         self.in_flight = in_flight
         self.max_in_flight = in_flight
@@ -73,6 +87,7 @@ class Stats:
         cache_creation_1h: int = 0,
         thinking_tokens: int = 0,
         server_tool_use: Mapping[str, int] | None = None,
+        model: str | None = None,
     ) -> None:
         self.paid += 1
         seen = self._paid_by_identity.get(identity, 0)
@@ -85,9 +100,25 @@ class Stats:
         self.cache_read_input_tokens += cache_read
         self.cache_creation_1h_input_tokens += cache_creation_1h
         self.thinking_tokens += thinking_tokens
+        searches = 0
         if server_tool_use:
-            self.web_search_requests += server_tool_use.get("web_search_requests", 0)
+            searches = server_tool_use.get("web_search_requests", 0)
+            self.web_search_requests += searches
             self.web_fetch_requests += server_tool_use.get("web_fetch_requests", 0)
+        price = list_price(model) if model is not None else None
+        if price is None:
+            self.unpriced_calls += 1
+            return
+        self.cost_usd += price.cost_usd(
+            Tokens(
+                input=input_tokens,
+                output=output_tokens,
+                cache_write=cache_creation,
+                cache_write_1h=cache_creation_1h,
+                cache_read=cache_read,
+                web_search_requests=searches,
+            )
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +138,8 @@ class Stats:
             "web_search_requests": self.web_search_requests,
             "web_fetch_requests": self.web_fetch_requests,
             "stop_reasons": dict(self.stop_reasons),
+            "cost_usd": self.cost_usd,
+            "unpriced_calls": self.unpriced_calls,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "started_at": self.started_at,

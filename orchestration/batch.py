@@ -81,6 +81,10 @@ class SubmitReport:
     invalid: list[LineError] = field(default_factory=list)
     invalid_total: int = 0
     resumed: bool = False
+    # The models the items name (first line naming each), and those of them
+    # with no known price: their calls' cost is reported as unknown.
+    models: dict[str, int] = field(default_factory=dict)
+    unpriced: list[str] = field(default_factory=list)
 
 
 def _ledger(settings: Settings) -> Ledger:
@@ -201,10 +205,13 @@ class Batch:
                     else ""
                 )
             )
-        if max_cost_usd is not None and settings.price_for(spec.model) is None:
+        report.unpriced = sorted(m for m in report.models if settings.price_for(m) is None)
+        if max_cost_usd is not None and report.unpriced:
+            model = report.unpriced[0]
             raise BatchInputError(
-                f"max cost: no price is known for {spec.model}, so the budget cannot be held; "
-                "add one with CHORUS_PRICES__..."
+                f"max cost: no price is known for {model} (line {report.models[model]}), so the "
+                f"budget cannot be held; add one with CHORUS_PRICES__{model}__INPUT_PER_MTOK=... "
+                f"and CHORUS_PRICES__{model}__OUTPUT_PER_MTOK=... (USD per million tokens)"
             )
 
         ledger = _ledger(settings)
@@ -756,4 +763,5 @@ def _validate(source: Source, spec: InputSpec) -> SubmitReport:
                 report.invalid.append(entry)
         else:
             report.items += 1
+            report.models.setdefault(entry.request.model, entry.line)
     return report

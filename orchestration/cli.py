@@ -522,6 +522,12 @@ def submit_cmd(
     except StateUnavailable as exc:
         fail(str(exc), 1)
     report = batch.report
+    for model in report.unpriced:
+        err.print(
+            f"chorus: no price is known for {model}: its calls' cost is reported as unknown; "
+            f"set CHORUS_PRICES__{model}__INPUT_PER_MTOK and __OUTPUT_PER_MTOK",
+            markup=False,
+        )
     if report.invalid_total:
         err.print(f"chorus: skipped {report.invalid_total} invalid lines:", markup=False)
         for error in report.invalid[:20]:

@@ -438,10 +438,5 @@ def _answered(
         # "Requests declined before any output is generated are not billed."
         cost = 0.0
     else:
-        cost = price.cost_usd(
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cache_creation_input_tokens,
-            usage.cache_read_input_tokens,
-        )
+        cost = price.cost_usd(usage.tokens())
     return envelope.model_copy(update={"cost_usd": cost})

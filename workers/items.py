@@ -95,10 +95,12 @@ class LedgerObserver(Observer):
 
 
 def worst_case_micros(request: CallRequest, deps: CallDeps) -> int:
+    """The most the call can cost, micro-USD, priced as its answer would be."""
     price = deps.price_for(request.model)
     if price is None:
-        return 0  # unknown price: the budget cannot hold this call back (said at submit)
-    return micro_usd(price.cost_usd(deps.estimate_input_tokens(request), request.max_tokens))
+        return 0  # unknown price: a batch with a budget refuses such items at submit
+    worst = request.worst_case_tokens(deps.estimate_input_tokens(request))
+    return micro_usd(price.cost_usd(worst))
 
 
 def state_of(outcome: Envelope | PatternResult) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.models import request_problem, rules_for
+from config.prices import Tokens
 from workers.errors import ChorusError
 from workers.outcomes import Outcome, answer_text, classify
 
@@ -143,6 +144,43 @@ class CallRequest(_Model):
             if (value := getattr(self, name)) is not None
         }
 
+    def worst_case_tokens(self, estimated_input: int) -> Tokens:
+        """The most this call can bill, for a budget: ``max_tokens`` of output, and the
+        estimated input written to the cache at the dearest TTL it marks, if it marks one.
+
+        A web search tool counts its ``max_uses`` searches (5 when it sets none).
+        """
+        ttls = [mark.get("ttl", "5m") for mark in self._cache_marks()]
+        web_searches = sum(
+            int(tool.get("max_uses", 5))
+            for tool in self.tools or []
+            if str(tool.get("type", "")).startswith("web_search")
+        )
+        if not ttls:
+            return Tokens(
+                input=estimated_input, output=self.max_tokens, web_search_requests=web_searches
+            )
+        one_hour = estimated_input if "1h" in ttls else 0
+        return Tokens(
+            output=self.max_tokens,
+            cache_write=estimated_input,
+            cache_write_1h=one_hour,
+            web_search_requests=web_searches,
+        )
+
+    def _cache_marks(self) -> list[dict[str, Any]]:
+        blocks: list[Any] = [*(self.tools or [])]
+        if isinstance(self.system, list):
+            blocks += self.system
+        for message in self.messages:
+            if isinstance(message.content, list):
+                blocks += message.content
+        return [
+            b["cache_control"]
+            for b in blocks
+            if isinstance(b, dict) and isinstance(b.get("cache_control"), dict)
+        ]
+
     def continued(self, content: list[dict[str, Any]]) -> CallRequest:
         """This request with ``content`` sent back as the assistant's turn: a paused turn goes on.
 
@@ -205,6 +243,10 @@ class Usage(BaseModel):
     cache_creation: CacheCreation = Field(default_factory=CacheCreation)
     server_tool_use: ServerToolUse = Field(default_factory=ServerToolUse)
     thinking_tokens: int = 0
+    # "standard", "priority" or "batch" (the Message Batches API's half price).
+    service_tier: str | None = None
+    # Where inference ran: "us" is US-only inference, priced higher.
+    inference_geo: str | None = None
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any] | None) -> Usage:
@@ -220,6 +262,21 @@ class Usage(BaseModel):
             cache_creation=CacheCreation.model_validate(raw.get("cache_creation") or {}),
             server_tool_use=ServerToolUse.model_validate(raw.get("server_tool_use") or {}),
             thinking_tokens=details.get("thinking_tokens") or 0,
+            service_tier=raw.get("service_tier"),
+            inference_geo=raw.get("inference_geo"),
+        )
+
+    def tokens(self) -> Tokens:
+        """What a price is applied to: every billed part of this usage."""
+        return Tokens(
+            input=self.input_tokens,
+            output=self.output_tokens,
+            cache_write=self.cache_creation_input_tokens,
+            cache_write_1h=self.cache_creation.ephemeral_1h_input_tokens,
+            cache_read=self.cache_read_input_tokens,
+            web_search_requests=self.server_tool_use.web_search_requests,
+            batch=self.service_tier == "batch",
+            us_only=self.inference_geo == "us",
         )
 
     def __add__(self, other: Usage) -> Usage:
