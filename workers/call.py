@@ -322,7 +322,7 @@ def _attempt_until_done(
             _settle_failed(deps, reservation)
             if isinstance(exc, RateLimited) and exc.retry_after_s:
                 _ignore_limiter_outage(deps.limiter.cooldown, limit_key, exc.retry_after_s)
-            if isinstance(exc, PermanentError):
+            if isinstance(exc, PermanentError) and exc.should_retry is not True:
                 return _failed(key, exc)
             retry_in = deps.policy.wait_s(exc, progress.attempts, deps.rng)
             if retry_in is None:

@@ -15,6 +15,8 @@
      |    +-- PermanentError         the same request will fail the same way
      |         +-- BadRequest        400, 422 and other 4xx
      |         +-- AuthenticationFailed   401: every call will fail
+     |         +-- AccountBlocked    a spend limit reached, the organisation on hold:
+     |                               every call fails until someone acts
      |         +-- PermissionDenied  403
      |         +-- NotFound          404
      |         +-- RequestTooLarge   413
@@ -23,8 +25,10 @@
      |    +-- LimiterUnavailable     Redis cannot be reached: fail closed
      +-- DeadlineExceeded            the task's own time budget ran out
 
-The HTTP status decides the class in one place, :func:`error_for_status`;
-whether to retry is the class (``TransientError`` or not), nothing else.
+The HTTP status and the API's ``error.details.error_code`` decide the class in
+one place, :func:`error_for_status`; whether to retry is the class
+(``TransientError`` or not), unless the API said otherwise with
+``x-should-retry`` (``ProviderError.should_retry``).
 
 ``config.SettingsError`` is the one error outside this tree: ``config``
 depends on nothing in chorus.
@@ -72,8 +76,11 @@ class ProviderError(ChorusError):
         api_type: str | None = None,
         retry_after_s: float | None = None,
         error_code: str | None = None,
+        should_retry: bool | None = None,
     ) -> None:
-        super().__init__(message, status, request_id, api_type, retry_after_s, error_code)
+        super().__init__(
+            message, status, request_id, api_type, retry_after_s, error_code, should_retry
+        )
         self.status = status
         self.request_id = request_id
         # The provider's own error.type when it sent one ("overloaded_error").
@@ -81,6 +88,8 @@ class ProviderError(ChorusError):
         self.retry_after_s = retry_after_s
         # Its error.details.error_code when it sent one ("ramp_limit_exceeded").
         self.error_code = error_code
+        # Its x-should-retry header, when it sent one: it overrides the class.
+        self.should_retry = should_retry
 
     @property
     def type(self) -> str:
@@ -143,6 +152,13 @@ class AuthenticationFailed(PermanentError):
     """Raised on a 401: the key is wrong, so every call will fail."""
 
     error_type = "authentication_error"
+
+
+class AccountBlocked(PermanentError):
+    """Raised when the account cannot make calls until someone acts: a spend limit is
+    reached, or the organisation is on hold. A batch pauses on the first one."""
+
+    error_type = "account_blocked"
 
 
 class PermissionDenied(PermanentError):
@@ -212,8 +228,33 @@ _TRANSIENT_BY_STATUS: dict[int, type[TransientError]] = {
 }
 
 
-def error_class_for_status(status: int) -> type[ProviderError]:
-    """The class for an HTTP status: the one place that decides retry or not."""
+# error.details.error_code values whose every retry fails until someone raises a
+# limit or lifts a hold (SDK _error_classes.py; platform.claude.com/docs/en/api/
+# rate-limits, "Spend limits"). ramp_limit_exceeded is not among them: its 429
+# clears after retry-after.
+BLOCKING_CODES = frozenset(
+    {
+        "enforced_spend_limit_reached",
+        "contract_spend_limit_reached",
+        "linked_organization_spend_limit_reached",
+        "linked_organization_billing_unavailable",
+        "organization_on_hold",
+    }
+)
+# A spend limit the user set answers 400 with no error_code; its message is the
+# documented way to tell ("You have reached your specified [workspace] API usage
+# limits", api/rate-limits).
+USER_SPEND_LIMIT_MESSAGE = "You have reached your specified"
+
+
+def error_class_for_status(
+    status: int, error_code: str | None = None, message: str = ""
+) -> type[ProviderError]:
+    """The class for an HTTP status and error code: the one place that decides retry or not."""
+    if error_code in BLOCKING_CODES or (
+        status == 400 and message.startswith(USER_SPEND_LIMIT_MESSAGE)
+    ):
+        return AccountBlocked
     if status in _TRANSIENT_BY_STATUS:
         return _TRANSIENT_BY_STATUS[status]
     if status in _PERMANENT_BY_STATUS:
@@ -231,7 +272,8 @@ def error_for_status(
     api_type: str | None = None,
     retry_after_s: float | None = None,
     error_code: str | None = None,
+    should_retry: bool | None = None,
 ) -> ProviderError:
     """Build the right :class:`ProviderError` for an HTTP error status."""
-    cls = error_class_for_status(status)
-    return cls(message, status, request_id, api_type, retry_after_s, error_code)
+    cls = error_class_for_status(status, error_code, message)
+    return cls(message, status, request_id, api_type, retry_after_s, error_code, should_retry)

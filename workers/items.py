@@ -10,8 +10,9 @@ The call itself is :func:`workers.call.execute`; around it:
   the reserved never passes ``--max-cost``.
 - **observe**: waits on the rate limit and before retries show in the
   ledger's counts (waiting, retrying), with their reasons.
-- **finish**: the result and the call's spend are recorded once; a 401 pauses
-  the whole batch with one message instead of failing every item.
+- **finish**: the result and the call's spend are recorded once; a 401, a spend
+  limit or an organisation on hold pauses the whole batch with one message
+  instead of failing every item.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from workers.call import (
     release_quietly,
 )
 from workers.durable import retrying
+from workers.errors import BLOCKING_CODES, USER_SPEND_LIMIT_MESSAGE
 from workers.fanin.results import PatternResult
 from workers.ledger import Ledger, micro_usd, result_record
 from workers.models import CallRequest, Envelope, ErrorInfo
@@ -51,7 +53,10 @@ STOPPED = {
     ),
     "paused": ErrorInfo(
         type="paused",
-        message="the batch is paused (the API refused the key); `chorus resume` sends it again",
+        message=(
+            "the batch is paused (the API refused the key, or the account cannot make calls "
+            "now); `chorus resume` sends it again"
+        ),
     ),
 }
 # The item state each outcome ends in.
@@ -59,7 +64,6 @@ STATE_FOR_ERROR = {
     "cancelled": "x",
     "budget_exceeded": "b",
     "paused": "z",
-    "authentication_error": "z",
 }
 
 
@@ -107,18 +111,43 @@ def state_of(outcome: Envelope | PatternResult) -> tuple[str, str]:
     """(item state, error type for the ledger's error counts)."""
     if outcome.ok:
         return "c", ""
+    if outcome.error is not None and pause_reason(outcome.error) is not None:
+        return "z", ""
     error_type = outcome.error.type if outcome.error is not None else "unknown_error"
     state = STATE_FOR_ERROR.get(error_type, "f")
     return state, (error_type if state == "f" else "")
 
 
+def pause_reason(error: ErrorInfo) -> str | None:
+    """What to tell the user when ``error`` means no call can succeed until they act.
+
+    A refused key (401), a spend limit reached (its ``error_code``, or the 400
+    of a limit set in the Console), the organisation on hold: every other item
+    would fail the same way, so the batch pauses instead, and resumes when asked.
+    """
+    if error.type == "authentication_error":
+        return "the API refused the key; fix ANTHROPIC_API_KEY on the workers"
+    if error.code in BLOCKING_CODES or (
+        error.status == 400 and error.message.startswith(USER_SPEND_LIMIT_MESSAGE)
+    ):
+        limit = error.code or "a spend limit you set"
+        return (
+            f"the account cannot make calls now ({limit}); raise the limit in the Console "
+            "(or wait for it to reset)"
+        )
+    return None
+
+
 def pause_message(outcome: Envelope | PatternResult, batch_id: str) -> str:
-    if outcome.error is None or outcome.error.type != "authentication_error":
+    error = outcome.error
+    why = pause_reason(error) if error is not None else None
+    if error is None or why is None:
         return ""
-    request = f" (request {outcome.error.request_id})" if outcome.error.request_id else ""
+    request = f" (request {error.request_id})" if error.request_id else ""
+    status = f"{error.status} " if error.status else ""
     return (
-        f"the API refused the key: 401 authentication_error: {outcome.error.message}{request}. "
-        f"Batch paused; fix ANTHROPIC_API_KEY on the workers, then `chorus resume {batch_id}`."
+        f"{why}: {status}{error.type}: {error.message}{request}. "
+        f"Batch paused; then `chorus resume {batch_id}`."
     )
 
 

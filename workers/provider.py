@@ -251,16 +251,44 @@ COUNT_TOKENS_PARAMS = (
 
 
 def translate_status_error(exc: anthropic.APIStatusError) -> ProviderError:
-    """An SDK status error as one of ours, keeping the provider's type and request id."""
+    """An SDK status error as one of ours, keeping the provider's type, code and request id.
+
+    The wait is ``retry-after-ms`` when sent, else ``retry-after``; an
+    ``x-should-retry`` header overrides whether to retry (both as the SDK reads
+    them: ``_base_client.py``).
+    """
     message = exc.api_message or f"HTTP {exc.status_code}"
+    headers = exc.response.headers
     return error_for_status(
         exc.status_code,
         message,
         request_id=exc.request_id,
         api_type=exc.type,
-        retry_after_s=parse_retry_after(exc.response.headers.get("retry-after")),
+        retry_after_s=retry_after_s(headers),
         error_code=exc.error_code,
+        should_retry=should_retry(headers),
     )
+
+
+def retry_after_s(headers: httpx2.Headers) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` (milliseconds), else ``retry-after``."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(0.0, float(milliseconds) / 1000.0)
+        except ValueError:
+            pass
+    return parse_retry_after(headers.get("retry-after"))
+
+
+def should_retry(headers: httpx2.Headers) -> bool | None:
+    """``x-should-retry``: True or False when the API said, None when it did not."""
+    value = headers.get("x-should-retry")
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None
 
 
 def _decode_message(response: httpx2.Response, request_id: str | None) -> dict[str, Any]:

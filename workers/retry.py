@@ -43,10 +43,13 @@ class RetryPolicy:
     def wait_s(self, error: ProviderError, attempt: int, rng: random.Random) -> float | None:
         """How long to wait before the next attempt, or None to give up.
 
-        Gives up when the error is permanent, the attempts are spent, or the
-        server asks for a longer wait than ``max_wait_s``.
+        Gives up when the error is permanent (or the API said ``x-should-retry:
+        false``), the attempts are spent, or the server asks for a longer wait
+        than ``max_wait_s``. ``x-should-retry: true`` makes any error worth
+        another attempt, as the SDK takes it.
         """
-        if not error.retryable or attempt >= self.max_attempts:
+        retryable = error.retryable if error.should_retry is None else error.should_retry
+        if not retryable or attempt >= self.max_attempts:
             return None
         if error.retry_after_s is not None and error.retry_after_s > 0:
             if error.retry_after_s > self.max_wait_s:

@@ -194,6 +194,69 @@ def test_a_401_pauses_the_batch_with_one_message(
     assert status.pause_message is None
 
 
+@pytest.mark.parametrize(
+    ("status", "code", "message"),
+    [
+        (429, "enforced_spend_limit_reached", "You have reached your API usage limits."),
+        (400, None, "You have reached your specified workspace API usage limits."),
+    ],
+    ids=["tier-spend-limit-429", "workspace-spend-limit-400"],
+)
+def test_a_spend_limit_pauses_the_batch_after_the_first_and_resume_finishes_it(
+    workers: Workers,
+    local_api: LocalAPIServer,
+    tmp_path: Path,
+    status: int,
+    code: str | None,
+    message: str,
+) -> None:
+    refusal: dict[str, Any] = {"status": status, "message": message, "latency_ms": 100}
+    if code is not None:
+        refusal["error_code"] = code
+    local_api.script([{"match": "Summarise review", "responses": [refusal]}])
+    batch = Batch.submit(prompts(tmp_path, 300), name=f"spend-{status}", **BRIEF)
+
+    paused = batch.wait(TIMEOUT_S)
+
+    assert paused.stalled and paused.stop == "paused"
+    assert paused.count("failed") == 0 and paused.count("paused") == 300
+    assert paused.retries == {}  # none was retried: each would fail the same way
+    assert paused.pause_message is not None
+    assert (code or "a spend limit you set") in paused.pause_message
+    assert f"chorus resume {batch.id}" in paused.pause_message
+    refused = local_api.stats()["by_status"].get(str(status), 0)
+    assert 1 <= refused < 60  # the calls already in flight, not one per item
+
+    # Once the account can pay again, resume sends every paused item.
+    local_api.clear_script()
+    resumed = chorus("resume", f"spend-{status}")
+    finished = batch.wait(TIMEOUT_S)
+    assert resumed.returncode == 0, resumed.stderr
+    assert finished.finished and finished.count("complete") == 300
+    assert finished.pause_message is None
+
+
+def test_x_should_retry_false_stops_the_retries_the_status_would_allow(
+    workers: Workers, local_api: LocalAPIServer, tmp_path: Path
+) -> None:
+    told = {"status": 529, "headers": {"x-should-retry": "false"}}
+    local_api.script(
+        [
+            {"match": "review 1.", "responses": [told]},
+            {"match": "review 2.", "responses": [{"status": 529}, {}]},
+        ]
+    )
+
+    batch = Batch.submit(prompts(tmp_path, 3), **BRIEF)
+    status = batch.wait(TIMEOUT_S)
+    records = {r["id"]: r for r in batch.results()}
+
+    assert records["item-001"]["error"]["type"] == "overloaded_error"
+    assert records["item-001"]["calls"] == 1  # told not to: one attempt
+    assert records["item-002"]["ok"] and records["item-002"]["calls"] == 2  # a plain 529: retried
+    assert status.count("complete") == 2
+
+
 def test_retry_failed_runs_the_failed_items_again(
     workers: Workers, local_api: LocalAPIServer, tmp_path: Path
 ) -> None:

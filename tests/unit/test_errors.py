@@ -93,6 +93,59 @@ def test_an_sdk_529_is_overloaded_and_retryable() -> None:
     assert error.retryable
 
 
+USER_LIMIT = (
+    "You have reached your specified workspace API usage limits. "
+    "You will regain access on 2026-12-01 at 00:00 UTC."
+)
+
+
+def _error_body(error_type: str, message: str, code: str | None = None) -> dict[str, object]:
+    error: dict[str, object] = {"type": error_type, "message": message}
+    if code is not None:
+        error["details"] = {"error_code": code}
+    return {"type": "error", "error": error, "request_id": "req_x"}
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "code", "message"),
+    [
+        (429, "rate_limit_error", "enforced_spend_limit_reached", "You have reached your API"),
+        (429, "rate_limit_error", "contract_spend_limit_reached", "Contract limit reached."),
+        (402, "billing_error", "linked_organization_spend_limit_reached", "Linked org limit."),
+        (400, "invalid_request_error", "organization_on_hold", "This organization is disabled."),
+        (400, "invalid_request_error", None, USER_LIMIT),
+    ],
+)
+def test_a_spend_limit_or_a_hold_blocks_the_account_and_is_never_retried(
+    status: int, error_type: str, code: str | None, message: str
+) -> None:
+    error = translate_status_error(
+        _sdk_status_error(status, _error_body(error_type, message, code), {})
+    )
+
+    assert isinstance(error, errors.AccountBlocked)
+    assert not error.retryable
+    assert (error.type, error.error_code) == (error_type, code)
+
+
+def test_a_ramp_limit_429_is_a_rate_limit_and_waits_its_retry_after() -> None:
+    body = _error_body("rate_limit_error", "Ramp up gradually.", "ramp_limit_exceeded")
+
+    error = translate_status_error(_sdk_status_error(429, body, {"retry-after": "7"}))
+
+    assert isinstance(error, errors.RateLimited) and error.retry_after_s == 7.0
+
+
+def test_retry_after_ms_is_read_before_retry_after_and_x_should_retry_is_kept() -> None:
+    body = _error_body("overloaded_error", "Overloaded")
+    headers = {"retry-after": "2", "retry-after-ms": "1250", "x-should-retry": "false"}
+
+    error = translate_status_error(_sdk_status_error(529, body, headers))
+
+    assert error.retry_after_s == 1.25
+    assert error.should_retry is False
+
+
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("0.5") == 0.5
@@ -106,6 +159,9 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     "error",
     [
         errors.RateLimited("slow", 429, "req_1", "rate_limit_error", 12.0),
+        errors.AccountBlocked(
+            "limits", 429, "req_3", "rate_limit_error", None, "enforced_spend_limit_reached", False
+        ),
         errors.BadRequest("bad", 400, "req_2", "invalid_request_error"),
         errors.CostExceedsCapacity("too big", "output_tokens", 900, 800),
         errors.InvalidRequest("model: is required"),

@@ -42,3 +42,13 @@ def test_attempts_are_bounded() -> None:
 
     assert POLICY.wait_s(error, attempt=4, rng=random.Random()) is not None
     assert POLICY.wait_s(error, attempt=5, rng=random.Random()) is None
+
+
+def test_x_should_retry_overrides_the_class_both_ways() -> None:
+    policy = RetryPolicy(max_attempts=5)
+    rng = random.Random(0)
+    told_not_to = errors.Overloaded("busy", 529, should_retry=False)
+    told_to = errors.BadRequest("odd", 400, should_retry=True)
+
+    assert policy.wait_s(told_not_to, 1, rng) is None
+    assert policy.wait_s(told_to, 1, rng) is not None
