@@ -72,6 +72,13 @@ class AnthropicSettings(_Section):
     # How many times a turn a server tool paused (stop_reason pause_turn) is
     # sent back to let the model go on; each is a call of its own.
     max_continuations: int = Field(5, ge=0, le=100)
+    # Calls with a max_tokens above this are streamed (0: every call): the SDK
+    # refuses a non-streamed one expected to take over ten minutes, which is
+    # max_tokens above 21,333 (3600 s x max_tokens / 128,000 > 600 s).
+    stream_above_max_tokens: int = Field(21_333, ge=0)
+    # A streamed call fails when no event (a token, a ping) comes for this long;
+    # its length is not limited.
+    stream_silence_timeout_s: PositiveFloat = 180.0
 
 
 class RetrySettings(_Section):

@@ -289,10 +289,10 @@ class APIHandlers:
     ) -> web.StreamResponse:
         """Send ``message`` as server-sent events, paced by the configured latency.
 
-        The first event waits for the call's latency (the time to the first
-        token); each delta then waits ``ms_per_output_token`` per token it
-        carries, with a ``ping`` at least every :data:`PING_INTERVAL_S` of
-        silence. ``stream_error`` ends the stream half way with an ``error``
+        ``message_start`` and a ``ping`` go at once; the first content event
+        waits for the call's latency (the time to the first token); each delta
+        then waits ``ms_per_output_token`` per token it carries, with a
+        ``ping`` at least every :data:`PING_INTERVAL_S` of silence. ``stream_error`` ends the stream half way with an ``error``
         event; ``stream_cut`` drops the connection there.
         """
         headers = {**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -300,9 +300,13 @@ class APIHandlers:
         await response.prepare(request)
         events = message_events(message)
         breaks_at = len(events) // 2 if fault in STREAM_FAULTS else None
+        # message_start and a ping go at once, as the API sends them; the call's
+        # latency is the wait for the first content event after them.
+        for event in events[:2]:
+            await response.write(encode(event))
         await self._wait_streaming(response, latency_ms / 1000.0)
         per_token_s = self.state.config.ms_per_output_token / 1000.0
-        for position, event in enumerate(events):
+        for position, event in enumerate(events[2:], start=2):
             if position == breaks_at:
                 if fault == "stream_error":
                     overloaded = error_object("overloaded_error", "Overloaded")

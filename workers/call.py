@@ -43,7 +43,7 @@ from workers.errors import (
     ProviderError,
     RateLimited,
 )
-from workers.models import CallRequest, Envelope, ErrorInfo, sum_api_usage
+from workers.models import CallRequest, Envelope, ErrorInfo, Usage, sum_api_usage
 from workers.outcomes import Outcome
 from workers.provider import ProviderReply
 from workers.ratelimit.backend import Cost, RateLimiter, Reservation
@@ -53,6 +53,9 @@ from workers.store import ResultStore
 
 # How often a duplicate looks for the first caller's result.
 CLAIM_POLL_S = 0.2
+# A streamed generation that breaks off part way is sent again this many times:
+# each broken one may have been billed for what it had generated.
+MAX_BROKEN_STREAMS = 1
 # How long a call waits for the limiter's Redis to answer again before it fails
 # (retryable): a restart or a failover, not an outage.
 LIMITER_PATIENCE_S = 120.0
@@ -110,6 +113,9 @@ class _Progress:
     latency_ms: float = 0.0
     # The successful attempt's settlement, sent with the writes that end the call.
     settle: tuple[Reservation, Cost, Mapping[str, str]] | None = None
+    # Streams that broke off part way, and what they may have cost.
+    broken_streams: int = 0
+    maybe_billed_usd: float = 0.0
 
 
 # What a caller writes when the call ends, given its final envelope (the batch
@@ -194,6 +200,7 @@ def execute(
             "elapsed_ms": (deps.clock() - started) * 1000.0,
             "waited_ms": progress.waited_s * 1000.0,
             "latency_ms": progress.latency_ms,
+            "maybe_billed_usd": progress.maybe_billed_usd,
         }
     )
     _end(key, owner, envelope, deps, progress, writes)
@@ -322,6 +329,13 @@ def _attempt_until_done(
             _settle_failed(deps, reservation)
             if isinstance(exc, RateLimited) and exc.retry_after_s:
                 _ignore_limiter_outage(deps.limiter.cooldown, limit_key, exc.retry_after_s)
+            if exc.partial_usage is not None:
+                # A long generation broke off part way: what it generated may
+                # be billed, so it is counted, and it is tried once more at most.
+                progress.broken_streams += 1
+                progress.maybe_billed_usd += _price(deps, request.model, exc.partial_usage)
+                if progress.broken_streams > MAX_BROKEN_STREAMS:
+                    return _failed(key, exc)
             if isinstance(exc, PermanentError) and exc.should_retry is not True:
                 return _failed(key, exc)
             retry_in = deps.policy.wait_s(exc, progress.attempts, deps.rng)
@@ -420,6 +434,12 @@ def _failed(key: str, exc: ChorusError, cause: ChorusError | None = None) -> Env
     if cause is not None and isinstance(cause, ProviderError):
         info = info.model_copy(update={"status": cause.status, "request_id": cause.request_id})
     return Envelope.failure(key, info)
+
+
+def _price(deps: CallDeps, model: str, usage: Mapping[str, Any]) -> float:
+    """What ``usage`` costs on ``model``; 0 when the price is unknown."""
+    price = deps.price_for(model)
+    return 0.0 if price is None else price.cost_usd(Usage.from_api(usage).tokens())
 
 
 def _answered(

@@ -90,6 +90,10 @@ class ProviderError(ChorusError):
         self.error_code = error_code
         # Its x-should-retry header, when it sent one: it overrides the class.
         self.should_retry = should_retry
+        # Set when a streamed answer broke off part way: the usage seen so far
+        # (input from message_start, output estimated from the deltas), which
+        # the API may well have billed.
+        self.partial_usage: dict[str, int] | None = None
 
     @property
     def type(self) -> str:

@@ -364,6 +364,9 @@ class Envelope(BaseModel):
     message: dict[str, Any] | None = None
     # What this call cost at list price; None when the model's price is unknown.
     cost_usd: float | None = None
+    # What attempts that broke off part way (a streamed generation cut, say) may
+    # have been billed for as well: the API counts what it generated.
+    maybe_billed_usd: float = 0.0
     # Time of the successful (or last) HTTP attempt, and of the whole task.
     latency_ms: float = 0.0
     elapsed_ms: float = 0.0

@@ -30,6 +30,7 @@ from workers.errors import (
     error_for_status,
 )
 from workers.models import CallRequest
+from workers.streaming import STREAM_ABOVE_MAX_TOKENS, stream_message
 
 RATELIMIT_HEADER_PREFIX = "anthropic-ratelimit-"
 # Sent with every call so the local API can tell a paid duplicate from a
@@ -160,9 +161,13 @@ class Provider:
         timeout_s: float = 600.0,
         connect_timeout_s: float = 5.0,
         max_connections: int = 1000,
+        stream_above_max_tokens: int = STREAM_ABOVE_MAX_TOKENS,
+        stream_silence_s: float = 180.0,
     ) -> None:
         self._has_key = api_key is not None
         self._connect_timeout_s = connect_timeout_s
+        self._stream_above = stream_above_max_tokens
+        self._stream_silence_s = stream_silence_s
         self._clients = ClientPool(
             api_key=api_key,
             base_url=base_url,
@@ -192,8 +197,15 @@ class Provider:
             raise ConnectionFailed(f"count_tokens: could not reach the API: {exc}") from exc
         return int(counted.input_tokens)
 
+    def streams(self, request: CallRequest) -> bool:
+        """Whether ``request`` goes through the streaming API (a long generation is possible)."""
+        return request.max_tokens > self._stream_above
+
     def send(self, request: CallRequest, *, timeout_s: float, key: str) -> ProviderReply:
         """Make one attempt.
+
+        A long generation (``max_tokens`` above ``stream_above_max_tokens``) is
+        streamed (``workers.streaming``): no time limit but silence.
 
         Raises:
             ProviderError: a subclass saying whether another attempt may help.
@@ -207,6 +219,22 @@ class Provider:
         if request.uses_sampling_params:
             headers["anthropic-version"] = SAMPLING_API_VERSION
             extra_body = request.sampling_params()
+        if self.streams(request):
+            with self._clients.client() as client:
+                message, response, seconds = stream_message(
+                    client,
+                    request,
+                    headers=headers,
+                    extra_body=extra_body,
+                    silence_s=self._stream_silence_s,
+                    connect_s=self._connect_timeout_s,
+                )
+            return ProviderReply(
+                message=message,
+                request_id=response.headers.get("request-id"),
+                latency_ms=seconds * 1000.0,
+                limit_headers=_limit_headers(response.headers),
+            )
         started = time.perf_counter()
         try:
             with self._clients.client() as client:

@@ -83,6 +83,8 @@ def build_runtime(settings: Settings) -> Runtime:
         timeout_s=settings.anthropic.request_timeout_s,
         connect_timeout_s=settings.anthropic.connect_timeout_s,
         max_connections=settings.anthropic.max_connections,
+        stream_above_max_tokens=settings.anthropic.stream_above_max_tokens,
+        stream_silence_s=settings.anthropic.stream_silence_timeout_s,
     )
     limiter = build_limiter(settings, client)
     store_client = (

@@ -173,3 +173,23 @@ def test_errors_survive_a_pickle_round_trip(error: errors.ChorusError) -> None:
     assert type(copy) is type(error)
     assert copy.__dict__ == error.__dict__
     assert str(copy) == str(error)
+
+
+@pytest.mark.parametrize(
+    ("error_type", "cls"),
+    [
+        ("overloaded_error", errors.Overloaded),
+        ("api_error", errors.ServerError),
+        ("rate_limit_error", errors.RateLimited),
+        ("invalid_request_error", errors.BadRequest),
+    ],
+)
+def test_an_error_event_part_way_through_a_stream_is_classified_like_its_status(
+    error_type: str, cls: type[errors.ProviderError]
+) -> None:
+    # The stream's response was a 200; the `error` event's type says what it was.
+    from workers.streaming import _mid_stream_error
+
+    sdk_error = _sdk_status_error(200, _error_body(error_type, "part way"), {})
+
+    assert type(_mid_stream_error(sdk_error)) is cls
