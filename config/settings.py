@@ -187,9 +187,9 @@ class FamilyLimits(_Section):
     # The debt bound: the longest wait a reservation may be granted. Beyond
     # it the caller is refused and told when to ask again.
     max_wait_s: float = Field(60.0, gt=0)
-    # Set by chorus, not by hand: True when the user named this family's limits
-    # (the server's figures may then only lower them); False for the built-in
-    # guess, which the first response's rate-limit headers replace.
+    # True once the user sets any of this family's limits: the server's figures
+    # may then only lower them. False (the built-in guess, or the user's own
+    # word): the first response's rate-limit headers replace them, up or down.
     configured: bool = False
 
     def per_minute(self) -> list[int]:
@@ -311,7 +311,7 @@ class Settings(BaseSettings):
             if isinstance(given, BaseModel):
                 given = given.model_dump(exclude_unset=True)
             merged[str(name).lower()] = (
-                {**base, **given, "configured": True} if isinstance(given, dict) else given
+                {**base, "configured": True, **given} if isinstance(given, dict) else given
             )
         return merged
 

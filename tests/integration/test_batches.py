@@ -257,6 +257,22 @@ def test_x_should_retry_false_stops_the_retries_the_status_would_allow(
     assert status.count("complete") == 2
 
 
+def test_retry_after_ms_is_waited_rather_than_the_rounder_retry_after(
+    workers: Workers, local_api: LocalAPIServer, tmp_path: Path
+) -> None:
+    # A 429 asking for 8 s in whole seconds and 150 ms to the millisecond.
+    hurry = {"status": 429, "retry_after_s": 8, "headers": {"retry-after-ms": "150"}}
+    local_api.script([{"match": "review 0.", "responses": [hurry, {}]}])
+
+    batch = Batch.submit(prompts(tmp_path, 1), **BRIEF)
+    status = batch.wait(TIMEOUT_S)
+    [record] = batch.results()
+
+    assert status.finished and record["ok"] and record["calls"] == 2
+    assert status.retries == {"rate_limit_error": 1}
+    assert status.elapsed_s < 8  # 150 ms waited, not the 8 s of retry-after
+
+
 def test_retry_failed_runs_the_failed_items_again(
     workers: Workers, local_api: LocalAPIServer, tmp_path: Path
 ) -> None:

@@ -150,7 +150,7 @@ def test_a_killed_prefork_child_s_item_is_requeued_at_once(
         took_s = time.monotonic() - started
 
     (record,) = batch.results()
-    assert status.count("complete") == 1
+    assert status.count("complete") == 1, record
     assert record["delivery"] == 2 and record["text"] == "done"
     # Celery saw the child die and requeued at once: well within the visibility timeout.
     assert took_s < 10

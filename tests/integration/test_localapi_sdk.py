@@ -62,7 +62,8 @@ def test_a_success_parses_into_a_message_with_usage(client: anthropic.Anthropic)
 def test_a_success_carries_the_request_id_and_rate_limit_headers(
     server: LocalAPIServer, client: anthropic.Anthropic
 ) -> None:
-    server.configure(rpm=50, itpm=10_000, otpm=5_000)
+    # A minute's worth at once, so the figures are round.
+    server.configure(rpm=50, itpm=10_000, otpm=5_000, limit_interval_s=60)
     raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=100, messages=USER)
     message = raw.parse()
     assert raw.headers["request-id"].startswith("req_")
@@ -128,7 +129,7 @@ def test_a_429_carries_retry_after(server: LocalAPIServer, client: anthropic.Ant
 def test_the_servers_own_request_limit_answers_429_once_exceeded(
     server: LocalAPIServer, client: anthropic.Anthropic
 ) -> None:
-    server.configure(rpm=3)
+    server.configure(rpm=3, limit_interval_s=60)  # three at once, then one every 20 s
     for _ in range(3):
         create(client)
     with pytest.raises(anthropic.RateLimitError) as caught:

@@ -46,9 +46,10 @@ _HEADER_NAMES = ("requests", "input-tokens", "output-tokens")
 # An idle key's hash expires; by then its buckets would be full anyway (and the
 # limits it learned from the server are asked again: they may have changed).
 TTL_MS = 15 * 60 * 1000
-# The longest one probe (the first call of a key with no limits set) holds the
-# others back if it never settles (its worker died): then another probes.
-PROBE_TIMEOUT_US = 30 * 1_000_000
+# How long one probe (the first call of a key with no limits set) holds the
+# others back; then another call probes, in case the first's worker died. A slow
+# first answer lets one more call through every this often: a trickle, no burst.
+PROBE_TIMEOUT_US = 3 * 1_000_000
 
 
 def load_script(name: str) -> str:
