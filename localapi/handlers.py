@@ -292,8 +292,9 @@ class APIHandlers:
         ``message_start`` and a ``ping`` go at once; the first content event
         waits for the call's latency (the time to the first token); each delta
         then waits ``ms_per_output_token`` per token it carries, with a
-        ``ping`` at least every :data:`PING_INTERVAL_S` of silence. ``stream_error`` ends the stream half way with an ``error``
-        event; ``stream_cut`` drops the connection there.
+        ``ping`` at least every :data:`PING_INTERVAL_S` of silence.
+        ``stream_error`` ends the stream half way with an ``error`` event;
+        ``stream_cut`` drops the connection there.
         """
         headers = {**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         response = web.StreamResponse(status=200, headers=headers)
