@@ -292,23 +292,30 @@ def _effort_problem(rules: ModelRules, body: Mapping[str, Any]) -> Problem | Non
     return None
 
 
+def last_assistant_block(messages: object) -> str | None:
+    """The type of the last block of a conversation that ends with an assistant turn
+    ("text" for a string turn); None when it ends with the user's."""
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if not isinstance(last, Mapping) or last.get("role") != "assistant":
+        return None
+    content = last.get("content")
+    if isinstance(content, str):
+        return "text"
+    if isinstance(content, list) and content and isinstance(content[-1], Mapping):
+        kind = content[-1].get("type")
+        return kind if isinstance(kind, str) else None
+    return None
+
+
 def ends_with_prefill(messages: object) -> bool:
     """Whether the conversation ends with an assistant turn the model would continue in text.
 
     A last assistant turn that ends with a server tool's block is the
     continuation of a paused turn (``pause_turn``), which every model takes.
     """
-    if not isinstance(messages, list) or not messages:
-        return False
-    last = messages[-1]
-    if not isinstance(last, Mapping) or last.get("role") != "assistant":
-        return False
-    content = last.get("content")
-    if isinstance(content, str):
-        return True
-    if isinstance(content, list) and content and isinstance(content[-1], Mapping):
-        return content[-1].get("type") in ("text", "thinking", "redacted_thinking")
-    return False
+    return last_assistant_block(messages) in ("text", "thinking", "redacted_thinking")
 
 
 def _prefill_problem(rules: ModelRules, body: Mapping[str, Any]) -> Problem | None:

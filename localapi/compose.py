@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.models import ModelRules
+from config.models import ModelRules, last_assistant_block
 from localapi.blocks import (
     RESULT_BLOCK_TYPES,
     SERVER_TOOLS,
@@ -215,18 +215,7 @@ def _generated(body: Mapping[str, Any], inputs: ReplyInputs) -> ReplyParts:
 
 def _continues_paused_turn(messages: object) -> bool:
     """The conversation ends with an assistant turn a server tool paused (sent back as-is)."""
-    if not isinstance(messages, list) or not messages:
-        return False
-    last = messages[-1]
-    if not isinstance(last, Mapping) or last.get("role") != "assistant":
-        return False
-    content = last.get("content")
-    return (
-        isinstance(content, list)
-        and bool(content)
-        and isinstance(content[-1], Mapping)
-        and content[-1].get("type") in ("server_tool_use", *RESULT_BLOCK_TYPES)
-    )
+    return last_assistant_block(messages) in ("server_tool_use", *RESULT_BLOCK_TYPES)
 
 
 def _tools(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
