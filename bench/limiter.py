@@ -72,7 +72,10 @@ def acquires_per_second(n: int = 20_000) -> dict[str, float]:
     client = redis.Redis.from_url(redis_url_for_bench())
     client.flushdb()
     huge = FamilyLimits(
-        requests_per_minute=10**9, input_tokens_per_minute=10**12, output_tokens_per_minute=10**12
+        requests_per_minute=10**9,
+        input_tokens_per_minute=10**12,
+        output_tokens_per_minute=10**12,
+        configured=True,  # limits set by the user: every reserve is a grant, no probe
     )
     limiter = RedisLimiter(client, lambda family: huge)
     plain = client.register_script(PLAIN_BUCKET)

@@ -1,6 +1,6 @@
 """Finished results by content address, so nothing is paid for twice.
 
-See docs/ARCHITECTURE.md, "Never paid twice".
+See the README, "Nothing is paid for twice", and docs/RELIABILITY.md.
 
 A call's envelope is stored under its key once the API answered it, complete
 or not (a truncated or refused answer was paid for too). A redelivered
