@@ -32,7 +32,9 @@ RPM = 600
 # The local API holds each limit over this many seconds of refill (its default:
 # the strictest interval the rate-limits page names).
 INTERVAL_S = 1.0
-OTPM = 200_000
+# Output tokens are held too, but not binding: a call reserves its max_tokens
+# until its usage is known, so 600 calls a minute reserve 307,200 at most.
+OTPM = 400_000
 MAX_TOKENS = 512
 LATENCY_MS = 200
 

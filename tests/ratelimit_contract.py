@@ -180,7 +180,24 @@ class LimiterContract:
         # until it holds 1,000.
         assert 1.0 <= big.wait_s <= 1.1
         after = limiter.reserve(KEY, Cost(1, 0, 100))
-        assert 9.8 <= after.wait_s <= 10.0  # the debt of 900 and its own 100, at 100 a second
+        # The debt of 900 and its own 100, at 100 a second, after the big call's
+        # slot (whose allowance the full bucket could not hold).
+        assert 9.8 <= after.wait_s <= 10.2
+
+    def test_a_call_held_back_by_one_bucket_takes_the_others_at_its_slot(self) -> None:
+        # Two requests a second held over a second; output tokens binding.
+        limits = SMALL.model_copy(update={"requests_per_minute": 120, "burst_s": 1.0})
+        limiter = self.limiter(limits)
+        limiter.reserve(KEY, Cost(1, 0, 100))  # the output burst (100 tokens) is spent
+        held = limiter.reserve(KEY, Cost(1, 0, 100))  # waits a second for output tokens
+
+        cheap = [limiter.reserve(KEY, Cost(1, 0, 0)) for _ in range(2)]
+
+        assert 0.9 <= held.wait_s <= 1.0 and held.binding == "output_tokens"
+        # The held call sends at its slot, when the API counts its request: the
+        # requests bucket keeps its room then, so no more than two go in any second.
+        slots = sorted([0.0, held.wait_s, *(r.wait_s for r in cheap)])
+        assert all(later - earlier >= 0.45 for earlier, later in zip(slots, slots[2:]))
 
     def test_a_key_with_no_limits_set_learns_them_from_one_call_first(self) -> None:
         guessed = SMALL.model_copy(update={"configured": False})

@@ -84,7 +84,13 @@ if wait > bound then
 end
 
 for b = 1, 3 do
-  levels[b] = levels[b] - costs[b]
+  -- Debit every bucket at the slot, not now: a bucket that is not the one
+  -- making this call wait must not lend, meanwhile, the room the call will
+  -- take from it then (the API counts the request when it arrives). Stored as
+  -- of now, less the refill until the slot; what a full bucket would have lost
+  -- to its cap by then is gone either way.
+  local at_slot = math.min(caps[b], levels[b] + rates[b] * wait)
+  levels[b] = at_slot - costs[b] - rates[b] * wait
 end
 save_levels(key, now, levels, ARGV[11])
 redis.call('HSET', key, 'g', (tonumber(state[9]) or 0) + 1, 'w', fmt((tonumber(state[11]) or 0) + wait))
