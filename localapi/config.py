@@ -52,7 +52,7 @@ _FIELD_KINDS: dict[str, str] = {
     "log_size": _INT,
 }
 # The listening socket and the start-up script are fixed once the server runs.
-_FIXED_AT_RUN_TIME = frozenset({"host", "port", "script_path"})
+FIXED_AT_RUN_TIME = frozenset({"host", "port", "script_path"})
 # Faults drawn per call, in this order on [0, 1). The first five answer an
 # error (or never, or garbage); the next three answer 200 with an outcome other
 # than a complete answer; the last two break a streamed answer part way (a
@@ -164,7 +164,7 @@ class LocalAPIConfig:
         for name in changes:
             if name not in _FIELD_KINDS:
                 raise ValueError(f"{name}: no such setting")
-            if name in _FIXED_AT_RUN_TIME:
+            if name in FIXED_AT_RUN_TIME:
                 raise ValueError(f"{name}: cannot be changed while the server runs")
         return dataclasses.replace(self, **changes)
 

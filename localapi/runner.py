@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from localapi.config import LocalAPIConfig
+from localapi.config import FIXED_AT_RUN_TIME, LocalAPIConfig
 from localapi.server import create_app, make_runner, make_site
 from localapi.state import LocalAPIState
 
@@ -72,6 +72,7 @@ class LocalAPIServer:
     def __init__(self, config: LocalAPIConfig | None = None, **overrides: Any) -> None:
         base = config or LocalAPIConfig(port=0)
         self.config = LocalAPIConfig(**{**base.to_dict(), **overrides})
+        self._started_with = self.config
         self.state = LocalAPIState(self.config)
         self.url = ""
         self.port = 0
@@ -157,6 +158,18 @@ class LocalAPIServer:
     def reset(self) -> None:
         """Forget stats, log, cache, buckets and added script rules; keep the config."""
         self._call(self.state.reset)
+
+    def restore(self) -> None:
+        """`reset()`, and every setting changed since the start put back."""
+        started_with = self._started_with.to_dict()
+        changed = {
+            name: value
+            for name, value in started_with.items()
+            if name not in FIXED_AT_RUN_TIME and getattr(self.config, name) != value
+        }
+        if changed:
+            self.configure(**changed)
+        self.reset()
 
     def script(self, rules: list[dict[str, Any]]) -> None:
         """Append script rules (ValueError if any is malformed; then none is added)."""

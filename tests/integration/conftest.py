@@ -114,7 +114,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, chorus_env: dict[str, str]) -> It
 
 @pytest.fixture(autouse=True)
 def fresh_state(redis_client: redis.Redis, local_api: LocalAPIServer) -> None:
-    """Each test starts with chorus's Redis state empty and the local API reset.
+    """Each test starts with chorus's Redis state empty and the local API as it started.
 
     kombu's binding keys stay: without them a publish to a queue whose
     declaration kombu has cached would be routed nowhere.
@@ -122,7 +122,7 @@ def fresh_state(redis_client: redis.Redis, local_api: LocalAPIServer) -> None:
     doomed = [k for k in redis_client.scan_iter(count=1000) if not k.startswith(b"_kombu.binding.")]
     if doomed:
         redis_client.delete(*doomed)
-    local_api.reset()
+    local_api.restore()
 
 
 @dataclass
