@@ -197,7 +197,25 @@ class LimiterContract:
         # The held call sends at its slot, when the API counts its request: the
         # requests bucket keeps its room then, so no more than two go in any second.
         slots = sorted([0.0, held.wait_s, *(r.wait_s for r in cheap)])
-        assert all(later - earlier >= 0.45 for earlier, later in zip(slots, slots[2:]))
+        third_after = zip(slots, slots[2:], strict=False)
+        assert all(later - earlier >= 0.45 for earlier, later in third_after)
+
+    def test_workers_with_other_settings_share_a_debt_as_time(self) -> None:
+        # One worker allows a hundred times the output tokens another does (a
+        # fleet part way through a change of settings); requests bind both.
+        held = SMALL.model_copy(update={"burst_s": 1.0})  # one request a second, no more
+        ample = self.limiter(held.model_copy(update={"output_tokens_per_minute": 600_000}))
+        for _ in range(20):
+            last = ample.reserve(KEY, Cost(1, 0, 100))
+        assert 18.5 <= last.wait_s <= 19.0 and last.binding == "requests"
+
+        strict = self.limiter(held).reserve(KEY, Cost(1, 0, 100))
+
+        # The ample worker's calls hold its output bucket until their slots,
+        # 19 s away at most: the other worker reads that as 19 s too (and its
+        # own call's second), not as the hundred times longer its own refill
+        # would take for the same tokens (refused: above max_wait_s).
+        assert strict.granted and strict.wait_s <= 20.5
 
     def test_a_key_with_no_limits_set_learns_them_from_one_call_first(self) -> None:
         guessed = SMALL.model_copy(update={"configured": False})

@@ -156,6 +156,19 @@ def start_test_workers(
     return Workers(fleet, names, log_dir)
 
 
+def own_queue(monkeypatch: pytest.MonkeyPatch, prefix: str) -> dict[str, str]:
+    """A queue of its own for workers a test starts, which this process sends to.
+
+    The session's workers consume the shared queue with settings of their own:
+    a test whose workers need other settings must keep its calls away from them.
+    Returns the environment to add to those workers'.
+    """
+    queue = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("CHORUS_WORKER__QUEUE", queue)
+    reconfigure()
+    return {"CHORUS_WORKER__QUEUE": queue}
+
+
 @pytest.fixture(scope="session")
 def workers(chorus_env: dict[str, str], redis_url: str) -> Iterator[Workers]:
     """Two worker processes for the session (threads pool)."""

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from unittest import mock
 
@@ -20,9 +19,8 @@ from config.settings import FamilyLimits
 from localapi import LocalAPIServer
 from orchestration.batch import Batch
 from orchestration.client import call_signature, request_from_prompt
-from tests.integration.conftest import BRIEF, start_test_workers
+from tests.integration.conftest import BRIEF, own_queue, start_test_workers
 from tests.ratelimit_contract import KEY, LimiterContract
-from workers.app import reconfigure
 from workers.ratelimit.backend import Cost, Reservation
 from workers.ratelimit.backends.redis import RedisLimiter
 from workers.ratelimit.limitkey import api_fingerprint
@@ -203,15 +201,20 @@ def strict_api(local_api: LocalAPIServer) -> Iterator[LocalAPIServer]:
 
 
 def test_workers_under_a_strict_limit_receive_zero_429s(
-    chorus_env: dict[str, str], strict_api: LocalAPIServer, redis_client: redis.Redis
+    chorus_env: dict[str, str],
+    strict_api: LocalAPIServer,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given 2 worker processes holding chorus to the server's 600 requests/min
+    # (and no others: the session's workers are not told the limit)
     workers = start_test_workers(
         chorus_env,
         2,
         prefix="strict",
         concurrency=20,
         extra_env={
+            **own_queue(monkeypatch, "strict"),
             "CHORUS_LIMITS__SONNET__REQUESTS_PER_MINUTE": "600",
             "CHORUS_RETRY__MAX_ATTEMPTS": "1",  # a 429 would fail the call
         },
@@ -251,12 +254,9 @@ def test_a_fresh_fleet_meets_a_strict_burst_with_zero_429s_configured_or_not(
     # independent strict one did; chorus told nothing (it guesses Tier 4's
     # 4,000 a minute) or told 600.
     local_api.configure(rpm=600, limit_interval_s=5.0, latency_ms=20)
-    queue = f"burst-{uuid.uuid4().hex[:6]}"
-    extra = {"CHORUS_WORKER__QUEUE": queue, "CHORUS_RETRY__MAX_ATTEMPTS": "1"}
+    extra = {**own_queue(monkeypatch, "burst"), "CHORUS_RETRY__MAX_ATTEMPTS": "1"}
     if configured:
         extra["CHORUS_LIMITS__SONNET__REQUESTS_PER_MINUTE"] = "600"
-    monkeypatch.setenv("CHORUS_WORKER__QUEUE", queue)
-    reconfigure()
     workers = start_test_workers(chorus_env, 1, prefix="burst", concurrency=100, extra_env=extra)
     try:
         items = [{"id": f"b{i}", "prompt": f"Burst item {i}."} for i in range(200)]

@@ -203,7 +203,11 @@ class RedisLimiter(RateLimiter):
             if server is not None and (server < rate or not limits.configured):
                 cap = int(cap * server / rate) if rate else cap
                 rate = int(server)
-            level = min(cap, fields.get(field, cap) + rate / 60e6 * elapsed)
+            level = fields.get(field, cap)
+            written_at = fields.get("q" + field)
+            if level < 0 and written_at and rate > 0:
+                level = level * rate / written_at  # the same time in debt (common.lua)
+            level = min(cap, level + rate / 60e6 * elapsed)
             levels.append(BucketLevel(name, cap, rate, level))
         return LimiterState(
             key=key,

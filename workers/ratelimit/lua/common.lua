@@ -6,6 +6,9 @@
 --   c          cooldown: no grant takes effect before this time (microseconds)
 --   lr, li, lo per-minute limits the server last reported (its -limit headers)
 --   lt         when they were reported, microseconds
+--   qr, qi, qo the refill per minute each level was written at: a debt is time
+--              to wait, so one written at another refill (workers with other
+--              settings, or limits learned since) is read as the same time
 --   p          a probe in flight until this time: the one call that learns the
 --              server's limits before any other goes (keys with no limits set)
 --   g, x, w, n grants, refusals, total wait granted (us), cooldowns set
@@ -29,7 +32,7 @@ end
 -- cost that can ever be granted (a minute's refill, or the capacity of a
 -- bucket that never refills).
 local function load_buckets(key, now, first, configured)
-  local state = redis.call('HMGET', key, 't', 'r', 'i', 'o', 'c', 'lr', 'li', 'lo', 'g', 'x', 'w', 'n', 'p', 'lt')
+  local state = redis.call('HMGET', key, 't', 'r', 'i', 'o', 'c', 'lr', 'li', 'lo', 'g', 'x', 'w', 'n', 'p', 'lt', 'qr', 'qi', 'qo')
   local last = tonumber(state[1]) or now
   local elapsed = math.max(0, now - last)
   local caps, rates, levels, ceilings = {}, {}, {}, {}
@@ -49,12 +52,20 @@ local function load_buckets(key, now, first, configured)
     rates[b] = per_minute / 60000000
     ceilings[b] = per_minute > 0 and math.max(cap, per_minute) or cap
     local level = tonumber(state[1 + b]) or cap
+    local written_at = tonumber(state[14 + b])
+    if level < 0 and written_at and written_at > 0 and per_minute > 0 then
+      -- A debt of so many seconds stays that many seconds at this refill: a
+      -- worker with a hundred times the refill must not leave one with this
+      -- refill a hundred times the wait.
+      level = level * per_minute / written_at
+    end
     levels[b] = math.min(cap, level + rates[b] * elapsed)
   end
   return state, caps, rates, levels, ceilings
 end
 
-local function save_levels(key, now, levels, ttl_ms)
-  redis.call('HSET', key, 't', fmt(now), 'r', fmt(levels[1]), 'i', fmt(levels[2]), 'o', fmt(levels[3]))
+local function save_levels(key, now, levels, rates, ttl_ms)
+  redis.call('HSET', key, 't', fmt(now), 'r', fmt(levels[1]), 'i', fmt(levels[2]), 'o', fmt(levels[3]),
+    'qr', fmt(rates[1] * 60000000), 'qi', fmt(rates[2] * 60000000), 'qo', fmt(rates[3] * 60000000))
   redis.call('PEXPIRE', key, ttl_ms)
 end

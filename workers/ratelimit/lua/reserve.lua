@@ -92,6 +92,6 @@ for b = 1, 3 do
   local at_slot = math.min(caps[b], levels[b] + rates[b] * wait)
   levels[b] = at_slot - costs[b] - rates[b] * wait
 end
-save_levels(key, now, levels, ARGV[11])
+save_levels(key, now, levels, rates, ARGV[11])
 redis.call('HSET', key, 'g', (tonumber(state[9]) or 0) + 1, 'w', fmt((tonumber(state[11]) or 0) + wait))
 return {1, wait, bucket, now}

@@ -38,5 +38,5 @@ for b = 1, 3 do
     levels[b] = remaining
   end
 end
-save_levels(key, now, levels, ARGV[16])
+save_levels(key, now, levels, rates, ARGV[16])
 return {fmt(levels[1]), fmt(levels[2]), fmt(levels[3])}
