@@ -188,17 +188,41 @@ class LimiterContract:
         # Two requests a second held over a second; output tokens binding.
         limits = SMALL.model_copy(update={"requests_per_minute": 120, "burst_s": 1.0})
         limiter = self.limiter(limits)
-        limiter.reserve(KEY, Cost(1, 0, 100))  # the output burst (100 tokens) is spent
+        first = limiter.reserve(KEY, Cost(1, 0, 100))  # the output burst (100 tokens) is spent
         held = limiter.reserve(KEY, Cost(1, 0, 100))  # waits a second for output tokens
 
         cheap = [limiter.reserve(KEY, Cost(1, 0, 0)) for _ in range(2)]
 
         assert 0.9 <= held.wait_s <= 1.0 and held.binding == "output_tokens"
         # The held call sends at its slot, when the API counts its request: the
-        # requests bucket keeps its room then, so no more than two go in any second.
-        slots = sorted([0.0, held.wait_s, *(r.wait_s for r in cheap)])
+        # requests bucket keeps its room then, so no more than two go in any
+        # second (a third needs half a second of refill).
+        slots = sorted(r.slot_us / 1e6 for r in (first, held, *cheap))
         third_after = zip(slots, slots[2:], strict=False)
-        assert all(later - earlier >= 0.45 for earlier, later in third_after)
+        assert all(later - earlier >= 0.49 for earlier, later in third_after)
+
+    def test_a_refund_never_fills_a_bucket_past_what_it_holds_at_the_slots_granted(
+        self,
+    ) -> None:
+        # One request a second; output tokens 100 a second, at most 100 at once.
+        limiter = self.limiter(SMALL.model_copy(update={"burst_s": 1.0}))
+        spent = limiter.reserve(KEY, Cost(1, 0, 100))  # will use none of its 100
+        calls = [(spent, 0)]
+        calls += [(limiter.reserve(KEY, Cost(1, 0, 0)), 0) for _ in range(2)]
+        calls.append((limiter.reserve(KEY, Cost(1, 0, 50)), 50))  # at 3 s, by requests
+        limiter.settle(spent, Cost(1, 0, 0))
+        calls += [(limiter.reserve(KEY, Cost(0, 0, n)), n) for n in (100, 50)]
+
+        # The API's output bucket, taking what each call uses at its slot,
+        # never goes below empty: the 100 given back cannot also be the 50
+        # the call at 3 s takes then.
+        level, last = 100.0, None
+        for reservation, used in sorted(calls, key=lambda call: call[0].slot_us):
+            at = reservation.slot_us / 1e6
+            if last is not None:
+                level = min(100.0, level + 100 * (at - last))
+            level, last = level - used, at
+            assert level >= -0.5, f"the API's bucket at {level:.1f} tokens"
 
     def test_workers_with_other_settings_share_a_debt_as_time(self) -> None:
         # One worker allows a hundred times the output tokens another does (a

@@ -195,7 +195,7 @@ class RedisLimiter(RateLimiter):
             raise LimiterUnavailable(f"the rate limiter's Redis cannot be reached: {exc}") from exc
         fields = {k.decode(): float(v) for k, v in raw.items()}
         now_us = int(seconds) * 1_000_000 + int(micros)
-        elapsed = max(0.0, now_us - fields.get("t", now_us))
+        last = fields.get("t", now_us)
         levels = []
         for index, (name, field) in enumerate(zip(BUCKETS, ("r", "i", "o"), strict=True)):
             cap, rate = capacities[index], per_minute[index]
@@ -203,11 +203,9 @@ class RedisLimiter(RateLimiter):
             if server is not None and (server < rate or not limits.configured):
                 cap = int(cap * server / rate) if rate else cap
                 rate = int(server)
-            level = fields.get(field, cap)
-            written_at = fields.get("q" + field)
-            if level < 0 and written_at and rate > 0:
-                level = level * rate / written_at  # the same time in debt (common.lua)
-            level = min(cap, level + rate / 60e6 * elapsed)
+            # Stated as of its own time, maybe a slot ahead (common.lua).
+            since = now_us - max(fields.get("t" + field, last), last)
+            level = min(cap, fields.get(field, cap) + rate / 60e6 * since)
             levels.append(BucketLevel(name, cap, rate, level))
         return LimiterState(
             key=key,

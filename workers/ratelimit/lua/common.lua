@@ -1,14 +1,19 @@
 -- common.lua: prepended to every limiter script (not a script of its own).
 -- One limit key is one hash:
 --   t          last update, integer microseconds of Redis TIME
---   r, i, o    levels of the requests, input-token and output-token buckets
---              (may be negative: debt reserved for callers already told to wait)
+--   r, i, o    levels of the requests, input-token and output-token buckets,
+--              each as of its own time below (may be negative: debt)
+--   tr, ti, to the time each level is stated at: the latest slot granted, or
+--              the last update if none is ahead. A level stated at the slot of
+--              the calls waiting for it is in tokens the API will see then,
+--              and the time until then is read at each reader's own refill:
+--              workers with other settings, or limits learned since, agree on
+--              the wait
+--   hr, hi, ho what the calls at that time take from each bucket then: a
+--              refund cannot fill the bucket past what it can hold before them
 --   c          cooldown: no grant takes effect before this time (microseconds)
 --   lr, li, lo per-minute limits the server last reported (its -limit headers)
 --   lt         when they were reported, microseconds
---   qr, qi, qo the refill per minute each level was written at: a debt is time
---              to wait, so one written at another refill (workers with other
---              settings, or limits learned since) is read as the same time
 --   p          a probe in flight until this time: the one call that learns the
 --              server's limits before any other goes (keys with no limits set)
 --   g, x, w, n grants, refusals, total wait granted (us), cooldowns set
@@ -28,14 +33,15 @@ end
 -- configured: the limits were set by the user (a cap the server's figures may
 -- only lower), not chorus's built-in guess (which the server's figures replace).
 -- Returns the hash's fields and, per bucket, the capacity, the refill per
--- microsecond, the level refilled up to `now`, and the ceiling: the largest
--- cost that can ever be granted (a minute's refill, or the capacity of a
--- bucket that never refills).
+-- microsecond, the level at `now` (refilled, or less the refill until the time
+-- it is stated at), the ceiling: the largest cost that can ever be granted (a
+-- minute's refill, or the capacity of a bucket that never refills), and the
+-- time the level was stated at and what calls take then (save_levels).
 local function load_buckets(key, now, first, configured)
-  local state = redis.call('HMGET', key, 't', 'r', 'i', 'o', 'c', 'lr', 'li', 'lo', 'g', 'x', 'w', 'n', 'p', 'lt', 'qr', 'qi', 'qo')
+  local state = redis.call('HMGET', key, 't', 'r', 'i', 'o', 'c', 'lr', 'li', 'lo', 'g', 'x', 'w', 'n', 'p', 'lt', 'tr', 'ti', 'to', 'hr', 'hi', 'ho')
   local last = tonumber(state[1]) or now
-  local elapsed = math.max(0, now - last)
   local caps, rates, levels, ceilings = {}, {}, {}, {}
+  local stated, held = {}, {}
   for b = 1, 3 do
     local cap = tonumber(ARGV[first + b - 1])
     local per_minute = tonumber(ARGV[first + b + 2])
@@ -51,21 +57,35 @@ local function load_buckets(key, now, first, configured)
     caps[b] = cap
     rates[b] = per_minute / 60000000
     ceilings[b] = per_minute > 0 and math.max(cap, per_minute) or cap
+    -- A level written without its time (a worker of an older chorus, which
+    -- states every level at its update) is read as of that update.
+    stated[b] = math.max(tonumber(state[14 + b]) or last, last)
+    held[b] = stated[b] == last and 0 or (tonumber(state[17 + b]) or 0)
     local level = tonumber(state[1 + b]) or cap
-    local written_at = tonumber(state[14 + b])
-    if level < 0 and written_at and written_at > 0 and per_minute > 0 then
-      -- A debt of so many seconds stays that many seconds at this refill: a
-      -- worker with a hundred times the refill must not leave one with this
-      -- refill a hundred times the wait.
-      level = level * per_minute / written_at
-    end
-    levels[b] = math.min(cap, level + rates[b] * elapsed)
+    levels[b] = math.min(cap, level + rates[b] * (now - stated[b]))
   end
-  return state, caps, rates, levels, ceilings
+  return state, caps, rates, levels, ceilings, stated, held
 end
 
-local function save_levels(key, now, levels, rates, ttl_ms)
-  redis.call('HSET', key, 't', fmt(now), 'r', fmt(levels[1]), 'i', fmt(levels[2]), 'o', fmt(levels[3]),
-    'qr', fmt(rates[1] * 60000000), 'qi', fmt(rates[2] * 60000000), 'qo', fmt(rates[3] * 60000000))
+-- Levels at `now` are stored as of the latest of `now`, the time each was
+-- stated at, and `slot` (where a grant of `costs` goes; `now` and nothing for
+-- the other scripts): projected at the bucket's refill, and no fuller then
+-- than a full bucket less what the calls at that time take. A grant before
+-- the stated time counts as taken at it (a little early, never late).
+local function save_levels(key, now, levels, caps, rates, stated, held, slot, costs, ttl_ms)
+  local at, level, taken = {}, {}, {}
+  for b = 1, 3 do
+    at[b] = math.max(now, stated[b], slot)
+    if at[b] > stated[b] then
+      taken[b] = slot == at[b] and costs[b] or 0
+    else
+      taken[b] = held[b] + costs[b]
+    end
+    level[b] = math.min(caps[b] - taken[b], levels[b] + rates[b] * (at[b] - now))
+  end
+  redis.call('HSET', key, 't', fmt(now),
+    'r', fmt(level[1]), 'i', fmt(level[2]), 'o', fmt(level[3]),
+    'tr', fmt(at[1]), 'ti', fmt(at[2]), 'to', fmt(at[3]),
+    'hr', fmt(taken[1]), 'hi', fmt(taken[2]), 'ho', fmt(taken[3]))
   redis.call('PEXPIRE', key, ttl_ms)
 end

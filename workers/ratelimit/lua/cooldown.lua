@@ -15,11 +15,11 @@
 
 local key = KEYS[1]
 local now = now_us()
-local state, caps, rates, levels = load_buckets(key, now, 2, ARGV[9] == '1')
+local state, caps, rates, levels, _, stated, held = load_buckets(key, now, 2, ARGV[9] == '1')
 for b = 1, 3 do
   levels[b] = math.min(levels[b], 0)
 end
 local until_us = math.max(tonumber(state[5]) or 0, now + tonumber(ARGV[1]))
-save_levels(key, now, levels, rates, ARGV[8])
+save_levels(key, now, levels, caps, rates, stated, held, now, {0, 0, 0}, ARGV[8])
 redis.call('HSET', key, 'c', fmt(until_us), 'n', (tonumber(state[12]) or 0) + 1)
 return fmt(until_us)

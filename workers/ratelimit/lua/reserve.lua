@@ -36,7 +36,7 @@ local PROBE_POLL_US = 250000
 local key = KEYS[1]
 local now = now_us()
 local configured = ARGV[12] == '1'
-local state, caps, rates, levels, ceilings = load_buckets(key, now, 4, configured)
+local state, caps, rates, levels, ceilings, stated, held = load_buckets(key, now, 4, configured)
 
 local costs = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])}
 for b = 1, 3 do
@@ -86,12 +86,11 @@ end
 for b = 1, 3 do
   -- Debit every bucket at the slot, not now: a bucket that is not the one
   -- making this call wait must not lend, meanwhile, the room the call will
-  -- take from it then (the API counts the request when it arrives). Stored as
-  -- of now, less the refill until the slot; what a full bucket would have lost
-  -- to its cap by then is gone either way.
+  -- take from it then (the API counts the request when it arrives). What a
+  -- full bucket would have lost to its cap by then is gone either way.
   local at_slot = math.min(caps[b], levels[b] + rates[b] * wait)
   levels[b] = at_slot - costs[b] - rates[b] * wait
 end
-save_levels(key, now, levels, rates, ARGV[11])
+save_levels(key, now, levels, caps, rates, stated, held, now + wait, costs, ARGV[11])
 redis.call('HSET', key, 'g', (tonumber(state[9]) or 0) + 1, 'w', fmt((tonumber(state[11]) or 0) + wait))
 return {1, wait, bucket, now}

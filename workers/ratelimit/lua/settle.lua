@@ -30,13 +30,15 @@ if told then
   redis.call('HSET', key, 'lt', fmt(now))
 end
 redis.call('HDEL', key, 'p')
-local state, caps, rates, levels = load_buckets(key, now, 4, ARGV[17] == '1')
+local state, caps, rates, levels, _, stated, held = load_buckets(key, now, 4, ARGV[17] == '1')
 for b = 1, 3 do
+  -- Given back now, but stored as of the latest slot granted: no fuller than
+  -- the bucket can be when that call arrives (save_levels).
   levels[b] = math.min(caps[b], levels[b] + tonumber(ARGV[b]))
   local remaining = tonumber(ARGV[9 + b])
   if remaining >= 0 and remaining < levels[b] then
     levels[b] = remaining
   end
 end
-save_levels(key, now, levels, rates, ARGV[16])
+save_levels(key, now, levels, caps, rates, stated, held, now, {0, 0, 0}, ARGV[16])
 return {fmt(levels[1]), fmt(levels[2]), fmt(levels[3])}
