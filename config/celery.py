@@ -1,6 +1,6 @@
 """Celery's lowercase settings, derived from :class:`Settings` and never edited by hand.
 
-The reliability settings are DESIGN.md decision 4: acknowledge late, reject
+The reliability settings are docs/ARCHITECTURE.md decision 4: acknowledge late, reject
 on a lost worker, prefetch one message per slot, JSON only, and a visibility
 timeout that outlasts the longest task (checked when the settings load).
 """

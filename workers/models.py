@@ -3,7 +3,7 @@
 A :class:`CallRequest` is one Messages API call. It is validated before it is
 enqueued (so a typo fails at the producer, with the field named) and again
 when a worker decodes it. An :class:`Envelope` is what every call returns,
-success or failure (DESIGN.md decision 1): expected failures are values, not
+success or failure (docs/ARCHITECTURE.md decision 1): expected failures are values, not
 exceptions, so a chord's callback still runs when one branch failed.
 """
 

@@ -1,6 +1,6 @@
 """The Messages API through the official SDK: one attempt per call, errors translated.
 
-The SDK runs with ``max_retries=0`` (DESIGN.md decision 2): each attempt is
+The SDK runs with ``max_retries=0`` (docs/ARCHITECTURE.md decision 2): each attempt is
 ours, so it passes through the rate limiter and is counted. Every SDK error is
 translated here, at one boundary, into ``workers.errors`` with ``__cause__``
 kept.
