@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from prometheus_client import CollectorRegistry, generate_latest
 
+from config.settings import get_settings
 from localapi import LocalAPIServer
 from localapi.blocks import BLOCK_TYPES, BlockContext, build_blocks
 from orchestration.batch import Batch
 from orchestration.client import request_from_prompt as ask
+from orchestration.metrics import ChorusCollector
 from orchestration.patterns import fan_out_fan_in
+from orchestration.progress import describe
 from tests.integration.conftest import Workers, chorus
 from workers import keys
 
@@ -137,6 +141,18 @@ def test_each_stop_reason_ends_its_item_with_its_outcome(
     assert "by outcome" in shown.stdout
     assert "truncated_by_thinking 1" in shown.stdout and "refused 1" in shown.stdout
     assert "raise max_tokens" in shown.stdout
+
+    # The progress bar's line and the metrics say the same.
+    progress = describe(status, 0.0).plain
+    assert "complete 4" in progress and "truncated by thinking 1" in progress
+    assert "refused 1" in progress and "context exceeded 1" in progress
+    registry = CollectorRegistry()
+    registry.register(ChorusCollector(get_settings()))
+    scraped = generate_latest(registry).decode()
+    series = f'chorus_batch_outcomes{{batch="{batch.id}",name="outcomes",outcome='
+    assert series + '"complete"} 4.0' in scraped
+    assert series + '"truncated_by_thinking"} 1.0' in scraped
+    assert series + '"refused"} 1.0' in scraped
 
 
 def test_every_content_block_comes_back_byte_for_byte_in_both_formats(

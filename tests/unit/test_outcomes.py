@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from anthropic.types import StopReason
 
+from workers.items import BatchOption
 from workers.models import Envelope, Usage
 from workers.outcomes import COMPLETE_STOP_REASONS, Outcome, classify
+from workers.tasks import receipt
 
 THINKING = {"type": "thinking", "thinking": "", "signature": "c2ln"}
 TEXT = {"type": "text", "text": "Paris."}
@@ -101,6 +103,17 @@ def test_only_a_complete_answer_is_ok_and_every_other_answer_says_why() -> None:
     assert not truncated.ok and truncated.outcome is Outcome.TRUNCATED_BY_THINKING
     assert truncated.error is not None and truncated.error.type == "truncated_by_thinking"
     assert truncated.outcome.answered and not Outcome.FAILED.answered
+
+
+def test_the_receipt_flower_lists_names_the_outcome_and_is_ok_only_when_complete() -> None:
+    item = BatchOption(id="b-1", index=0, item="q1")
+    refused = Envelope.answered("k", message("refusal", []))
+    complete = Envelope.answered("k", message("end_turn", [TEXT]))
+
+    said = receipt(refused, item)
+    assert (said["ok"], said["outcome"], said["error"]) == (False, "refused", "refused")
+    said = receipt(complete, item)
+    assert (said["ok"], said["outcome"], said["error"]) == (True, "complete", None)
 
 
 def test_an_envelope_keeps_the_message_exactly_as_received_through_json() -> None:
