@@ -224,3 +224,30 @@ def test_the_workers_provider_serves_many_threads_over_a_bounded_set_of_connecti
     finally:
         provider.close()
     assert httpx2.get(f"{server.url}/_mock/stats").json()["requests"] == 48
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-6", "claude-sonnet-5"])
+def test_the_count_tokens_estimator_gives_the_apis_exact_count_for_each_tokenizer(
+    server: LocalAPIServer, model: str
+) -> None:
+    # CHORUS_LIMITER__ESTIMATOR=count_tokens: the limiter reserves what the
+    # API itself counts, for either tokenizer, where the local estimate is
+    # within its bound only (tests/unit/test_estimate.py).
+    from localapi.tokens import count_request_tokens
+    from workers.models import CallRequest
+    from workers.provider import Provider
+    from workers.runtime import counted_or_estimated
+
+    body = {
+        "model": model,
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "Summarise a token bucket. " * 40}],
+    }
+    provider = Provider(api_key=KEY, base_url=server.url, max_connections=1)
+    try:
+        counted = counted_or_estimated(provider)(CallRequest.model_validate(body))
+    finally:
+        provider.close()
+
+    assert counted == count_request_tokens(body)
+    assert server.stats()["requests"] == 0  # counting is not a call: nothing billed
