@@ -4,6 +4,7 @@ bound, clock independence, and real workers against a strict local API."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from config.settings import FamilyLimits
 from localapi import LocalAPIServer
 from orchestration.batch import Batch
 from orchestration.client import call_signature, request_from_prompt
-from tests.integration.conftest import BRIEF, own_queue, start_test_workers
+from tests.integration.conftest import BRIEF, chorus, own_queue, start_test_workers
 from tests.ratelimit_contract import KEY, LimiterContract
 from workers.ratelimit.backend import Cost, Reservation
 from workers.ratelimit.backends.redis import RedisLimiter
@@ -279,3 +280,10 @@ def test_a_fresh_fleet_meets_a_strict_burst_with_zero_429s_configured_or_not(
     )
     assert next(b.per_minute for b in state.buckets) == 600
     assert state.learned_at is not None
+    # `chorus limits --live` says which, and when the API told it.
+    wide = {**os.environ, **extra, "COLUMNS": "300"}  # one line per key, as on a wide terminal
+    shown = chorus("limits", "--live", "--once", env=wide)
+    assert shown.returncode == 0, shown.stderr
+    assert ("configured (the API said at" if configured else "learned: the API said at") in (
+        " ".join(shown.stdout.split())
+    )
