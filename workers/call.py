@@ -39,7 +39,6 @@ from workers.errors import (
     ChorusError,
     DeadlineExceeded,
     LimiterUnavailable,
-    PermanentError,
     ProviderError,
     RateLimited,
 )
@@ -336,8 +335,6 @@ def _attempt_until_done(
                 progress.maybe_billed_usd += _price(deps, request.model, exc.partial_usage)
                 if progress.broken_streams > MAX_BROKEN_STREAMS:
                     return _failed(key, exc)
-            if isinstance(exc, PermanentError) and exc.should_retry is not True:
-                return _failed(key, exc)
             retry_in = deps.policy.wait_s(exc, progress.attempts, deps.rng)
             if retry_in is None:
                 return _failed(key, exc)

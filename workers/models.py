@@ -280,7 +280,7 @@ class Usage(BaseModel):
         )
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage.model_validate(_sum_counts(self.model_dump(), other.model_dump()))
+        return Usage.model_validate(sum_api_usage(self.model_dump(), other.model_dump()))
 
     @property
     def total_tokens(self) -> int:
@@ -292,11 +292,11 @@ class Usage(BaseModel):
         )
 
 
-def _sum_counts(one: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
-    """Two usage objects added field by field; a field only one has is kept as it is.
+def sum_api_usage(one: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """Two usage objects as one, field by field: what a turn over several calls used.
 
     Numbers add, nested objects add recursively, anything else (``service_tier``,
-    ``inference_geo``) is the later one's.
+    ``inference_geo``) is the later one's; a field only one has is kept as it is.
     """
     summed: dict[str, Any] = dict(one)
     for name, value in other.items():
@@ -306,15 +306,10 @@ def _sum_counts(one: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, A
         elif isinstance(value, int | float) and isinstance(mine, int | float):
             summed[name] = mine + value
         elif isinstance(value, Mapping) and isinstance(mine, Mapping):
-            summed[name] = _sum_counts(mine, value)
+            summed[name] = sum_api_usage(mine, value)
         else:
             summed[name] = value if value is not None else mine
     return summed
-
-
-def sum_api_usage(one: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
-    """Two API ``usage`` objects as one: what a turn continued over several calls used."""
-    return _sum_counts(one, other)
 
 
 class ErrorInfo(BaseModel):
