@@ -251,13 +251,18 @@ BLOCKING_CODES = frozenset(
 USER_SPEND_LIMIT_MESSAGE = "You have reached your specified"
 
 
+def blocks_the_account(status: int | None, error_code: str | None, message: str) -> bool:
+    """Whether this error means no call of the account can succeed until someone acts."""
+    return error_code in BLOCKING_CODES or (
+        status == 400 and message.startswith(USER_SPEND_LIMIT_MESSAGE)
+    )
+
+
 def error_class_for_status(
     status: int, error_code: str | None = None, message: str = ""
 ) -> type[ProviderError]:
     """The class for an HTTP status and error code: the one place that decides retry or not."""
-    if error_code in BLOCKING_CODES or (
-        status == 400 and message.startswith(USER_SPEND_LIMIT_MESSAGE)
-    ):
+    if blocks_the_account(status, error_code, message):
         return AccountBlocked
     if status in _TRANSIENT_BY_STATUS:
         return _TRANSIENT_BY_STATUS[status]

@@ -32,7 +32,7 @@ from workers.call import (
     release_quietly,
 )
 from workers.durable import retrying
-from workers.errors import BLOCKING_CODES, USER_SPEND_LIMIT_MESSAGE
+from workers.errors import blocks_the_account
 from workers.fanin.results import PatternResult
 from workers.ledger import Ledger, micro_usd, result_record
 from workers.models import CallRequest, Envelope, ErrorInfo
@@ -127,9 +127,7 @@ def pause_reason(error: ErrorInfo) -> str | None:
     """
     if error.type == "authentication_error":
         return "the API refused the key; fix ANTHROPIC_API_KEY on the workers"
-    if error.code in BLOCKING_CODES or (
-        error.status == 400 and error.message.startswith(USER_SPEND_LIMIT_MESSAGE)
-    ):
+    if blocks_the_account(error.status, error.code, error.message):
         limit = error.code or "a spend limit you set"
         return (
             f"the account cannot make calls now ({limit}); raise the limit in the Console "
