@@ -30,6 +30,10 @@ EFFORTS: tuple[str, ...] = ("low", "medium", "high", "xhigh", "max")
 # sends 2026-10-21, which answers 400 to any of them ("Extra inputs").
 SAMPLING_API_VERSION = "2023-06-01"
 SAMPLING_PARAMS: tuple[str, ...] = ("temperature", "top_p", "top_k")
+# What request_problem reads of a request besides its last message.
+RULED_FIELDS: tuple[str, ...] = (
+    "model", "max_tokens", *SAMPLING_PARAMS, "thinking", "output_config", "tool_choice",
+)  # fmt: skip
 NEW_TOKENIZER = 1.3
 CLASSIC_TOKENIZER = 1.0
 MIN_BUDGET_TOKENS = 1024

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from config.models import request_problem, rules_for
+from config.models import RULED_FIELDS, request_problem, rules_for
 from config.prices import Tokens
 from workers.errors import ChorusError
 from workers.outcomes import Outcome, answer_text, classify
@@ -116,13 +116,22 @@ class CallRequest(_Model):
     def _rules_of_the_model(self) -> CallRequest:
         # The rules the API enforces per model (config.models): refused here,
         # before anything is enqueued, rather than as a 400 on every item.
-        body = self.model_dump(mode="json", exclude_none=True, exclude={"sample"})
-        problem = request_problem(body)
+        problem = request_problem(self._what_the_rules_read())
         if problem is not None:
             raise ValueError(
                 f"{problem.field}: {problem.rule}; the API answers 400: {problem.message}"
             )
         return self
+
+    def _what_the_rules_read(self) -> dict[str, Any]:
+        """The parameters ``request_problem`` reads, and only the last message.
+
+        Validation runs at submit and again on every worker: the rest of the
+        conversation is not copied for rules that never look at it.
+        """
+        body = {name: getattr(self, name) for name in RULED_FIELDS}
+        body["messages"] = [self.messages[-1].model_dump(mode="json", exclude_none=True)]
+        return {name: value for name, value in body.items() if value is not None}
 
     @property
     def uses_sampling_params(self) -> bool:
