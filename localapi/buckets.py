@@ -87,7 +87,7 @@ class TokenBucket:
             return 0.0
         self._refill(now)
         missing = min(amount, self.capacity) - self.level
-        if amount > self.rate_per_s * 60.0:
+        if self.limit_per_minute is not None and amount > self.limit_per_minute:
             missing = max(missing, 1e-9)
         return max(0.0, missing / self.rate_per_s)
 

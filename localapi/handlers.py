@@ -223,7 +223,8 @@ class APIHandlers:
             )
             answer = _message(body, reply, input_tokens, cache)
             extra_headers = scripted.headers if scripted is not None and scripted.headers else {}
-            latency_ms = self._latency_ms(scripted, reply.output_tokens)
+            # A stream pays its per-token time event by event (_stream), not up front too.
+            latency_ms = self._latency_ms(scripted, 0 if streaming else reply.output_tokens)
             response: web.StreamResponse | None = None
             if streaming:
                 # A stream's headers go out before its body, with the bucket levels of then.

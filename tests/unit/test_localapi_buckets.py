@@ -112,3 +112,10 @@ def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one() -> None:
 
 def test_times_are_rfc3339_utc() -> None:
     assert rfc3339(0.5) == "1970-01-01T00:00:01Z"
+
+
+@pytest.mark.parametrize("limit", [123, 245, 490, 60_000])
+def test_a_whole_minutes_worth_fits_a_full_bucket_whatever_the_float_rounding(limit: int) -> None:
+    # limit / 60 * 60 falls just below the limit for these; the comparison reads the limit itself.
+    assert TokenBucket(limit, T0).wait_s(limit, T0) == 0.0
+    assert TokenBucket(limit, T0).wait_s(limit + 1, T0) > 0

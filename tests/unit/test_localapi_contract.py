@@ -12,6 +12,7 @@ stand-in cannot produce fails here first.
 from __future__ import annotations
 
 import json
+import time
 import typing
 from collections.abc import Iterator
 from typing import Any
@@ -452,6 +453,16 @@ def test_each_streamed_event_parses_and_the_stream_adds_up_to_the_message(
     streamed, whole = ({k: v for k, v in m.items() if k != "id" and v is not None}
                        for m in (streamed, whole))  # fmt: skip
     assert streamed == whole
+
+
+def test_a_stream_takes_its_per_token_time_once(server: LocalAPIServer) -> None:
+    # 200 output tokens at 5 ms each: a second as the events go out, not two.
+    server.configure(ms_per_output_token=5.0, reply_min_tokens=200, reply_max_tokens=200)
+    started = time.monotonic()
+    events = _raw_events(server, thinking={"type": "disabled"})
+    took_s = time.monotonic() - started
+    assert events[-2][1]["usage"]["output_tokens"] == 200
+    assert 0.6 <= took_s < 1.7  # paid twice, it takes 1.85 s or more
 
 
 def test_a_stream_that_fails_part_way_raises_the_errors_own_type(
