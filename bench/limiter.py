@@ -25,6 +25,7 @@ from celery import group
 from bench.stack import redis_url_for_bench, save, stack
 from config.settings import FamilyLimits
 from orchestration.client import call_signature, request_from_prompt
+from workers.errors import TaskFailed
 from workers.ratelimit.backend import Cost
 from workers.ratelimit.backends.redis import RedisLimiter
 
@@ -126,7 +127,9 @@ def rate_limited_run(duration_s: float) -> dict[str, Any]:
         ]
         started = time.time()
         result = group(call_signature(r) for r in requests).apply_async()
-        envelopes = result.get(timeout=duration_s * 3 + 300, interval=0.5)
+        replies = result.get(timeout=duration_s * 3 + 300, interval=0.5, propagate=False)
+        # A failed call's task ends FAILURE and carries its envelope (workers.errors).
+        envelopes = [r.value if isinstance(r, TaskFailed) else r for r in replies]
         wall_s = time.time() - started
         log = s.api("/_mock/log")
         stats = s.api("/_mock/stats")

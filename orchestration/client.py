@@ -14,6 +14,7 @@ from celery.result import AsyncResult
 
 from config.settings import get_settings
 from workers.app import app
+from workers.errors import TaskFailed
 from workers.models import CallRequest, Envelope
 from workers.validation import validate_request
 
@@ -96,8 +97,26 @@ def wait(result: AsyncResult, *, timeout_s: float | None = None) -> Envelope:
     Raises:
         celery.exceptions.TimeoutError: no result within ``timeout_s``.
     """
-    raw = result.get(timeout=timeout_s, interval=0.05, propagate=True)
-    return Envelope.model_validate(raw)
+    return Envelope.model_validate(result_of(result, timeout_s=timeout_s))
+
+
+def result_of(result: AsyncResult, *, timeout_s: float | None = None) -> Any:
+    """A chorus task's result (its JSON value), whether it succeeded or failed.
+
+    A task whose call failed ends in Celery state FAILURE (so Flower shows it)
+    and raises :class:`~workers.errors.TaskFailed`, which carries the same
+    value a success would have returned: it is returned here.
+
+    Raises:
+        celery.exceptions.TimeoutError: no result within ``timeout_s``.
+        Exception: whatever a task raised that is not chorus's own failure
+            (a task of another version, a revoked task).
+    """
+    try:
+        # Not a chord's header: its failed branches are the fan-in's to count.
+        return result.get(timeout=timeout_s, interval=0.05, propagate=True, follow_parents=False)
+    except TaskFailed as exc:
+        return exc.value
 
 
 def workers_online(timeout_s: float = 1.0) -> list[str]:

@@ -27,7 +27,7 @@ from celery.canvas import Signature
 from celery.result import AsyncResult
 
 from config.settings import get_settings
-from orchestration.client import DEFAULT_MAX_TOKENS, call_signature
+from orchestration.client import DEFAULT_MAX_TOKENS, call_signature, result_of
 from workers.app import app
 from workers.fanin.combine import FanInSpec, SynthesisSpec, VoteSpec
 from workers.fanin.results import MinSuccess, PatternResult
@@ -74,8 +74,7 @@ class Handle:
         Raises:
             celery.exceptions.TimeoutError: not done within ``timeout_s``.
         """
-        raw = self.result.get(timeout=timeout_s, interval=0.05)
-        return PatternResult.model_validate(raw)
+        return PatternResult.model_validate(result_of(self.result, timeout_s=timeout_s))
 
     def progress(self) -> Progress:
         """How many branches have finished, and how many of those succeeded."""

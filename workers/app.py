@@ -15,6 +15,7 @@ from celery.signals import celeryd_after_setup, celeryd_init
 
 from config.celery import celery_config
 from config.settings import Settings, SettingsError, get_settings
+from workers.backend import backend_url
 from workers.compat import share_one_client_per_channel, tolerate_collected_connections
 
 
@@ -22,8 +23,15 @@ def create_app(settings: Settings) -> Celery:
     tolerate_collected_connections()
     share_one_client_per_channel()
     app = Celery("chorus", include=["workers.tasks"])
-    app.conf.update(celery_config(settings))
+    app.conf.update(app_config(settings))
     return app
+
+
+def app_config(settings: Settings) -> dict[str, Any]:
+    """Celery's settings (``config.celery``), the result backend being chorus's own class."""
+    conf = celery_config(settings)
+    conf["result_backend"] = backend_url(conf["result_backend"])
+    return conf
 
 
 # Lines for every task received and finished (Celery) and every HTTP request
@@ -107,7 +115,7 @@ def reconfigure() -> None:
     settings.
     """
     get_settings.cache_clear()
-    app.conf.update(celery_config(get_settings()))
+    app.conf.update(app_config(get_settings()))
     # Dropped, not closed: kombu keeps pools in a registry keyed by connection,
     # so a closed pool would come straight back for the same broker.
     app._pool = None

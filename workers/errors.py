@@ -24,6 +24,8 @@
      |    +-- CostExceedsCapacity    a request larger than a bucket: it can never be sent
      |    +-- LimiterUnavailable     Redis cannot be reached: fail closed
      +-- DeadlineExceeded            the task's own time budget ran out
+     +-- TaskFailed                  how a task reports a failed result to Celery:
+                                     FAILURE in Flower, the envelope still delivered
 
 The HTTP status and the API's ``error.details.error_code`` decide the class in
 one place, :func:`error_for_status`; whether to retry is the class
@@ -206,6 +208,27 @@ class LimiterUnavailable(LimiterError):
 
     error_type = "rate_limiter_unavailable"
     retryable = True
+
+
+class TaskFailed(ChorusError):
+    """Raised by a task whose result is a failure, to make its Celery state FAILURE.
+
+    ``value`` is the task's result all the same (an envelope, a pattern
+    result or a batch item's receipt, as JSON): a chord's fan-in receives it
+    as a value (``workers.backend``), and ``orchestration.client.result_of``
+    returns it to a producer. Celery stores the exception as its class name,
+    module and ``args``, so ``value`` must be JSON. ``repr`` is what Flower
+    shows in its exception column: the error type and message only.
+    """
+
+    error_type: ClassVar[str] = "task_failed"
+
+    def __init__(self, message: str, value: dict[str, Any]) -> None:
+        super().__init__(message, value)
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"TaskFailed({self.message!r})"
 
 
 class DeadlineExceeded(ChorusError):

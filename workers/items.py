@@ -225,8 +225,11 @@ def run_item(
     )
 
 
-def dead_letter_item(ledger: Ledger, option: BatchOption, envelope: Envelope) -> None:
-    """End an item whose message was delivered too often: failed, with its reason."""
+def fail_item(ledger: Ledger, option: BatchOption, envelope: Envelope) -> None:
+    """End an item that made no call with ``envelope``'s failure (an item already ended stays).
+
+    For a message delivered too often, a payload that is not a request, a crash.
+    """
     if not option.part:
         _end(ledger, option, envelope, call=None, reserved_micros=0)
 

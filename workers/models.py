@@ -200,10 +200,16 @@ class CallRequest(_Model):
         return self.model_copy(update={"messages": [*self.messages, turn]})
 
     def key(self) -> str:
-        """The content address of this call: equal requests share it, samples do not."""
+        """The content address of this call: equal requests share it, samples do not.
+
+        The canonical form cannot fail on any string JSON can carry: a lone
+        surrogate (``"\\ud800"``, refused by validation but possible in a payload
+        built by hand) is encoded as itself (``surrogatepass``), which no valid
+        text's UTF-8 can equal; every other request's address is its UTF-8 as before.
+        """
         body = self.model_dump(mode="json", exclude_none=True)
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:40]
+        digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:40]
         return f"{KEY_VERSION}:{digest}"
 
     def prompt_text(self) -> str:

@@ -5,7 +5,12 @@
 - ``chorus.fan_in``: a chord's callback (``workers.fanin.combine.fan_in``);
   it makes at most one call of its own (a synthesis or a judge).
 
-Two rules keep work from being lost:
+Three rules keep work from being lost:
+
+- Whatever a task's logic raises, expected or not (a bug, a bad character, a
+  library's error), ends as an ``ok: false`` result with the error's type and
+  message, and a batch item ends ``failed`` in the ledger: nothing is left
+  pending, and a chord's fan-in always runs.
 
 - A message is counted each time it is delivered; past
   ``max_deliveries`` (its worker died every time) it is dead-lettered: it
@@ -25,14 +30,17 @@ from typing import Any, NoReturn
 
 import redis
 from celery import Task
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject, Retry
 from pydantic import BaseModel, ValidationError
 
 from workers.app import app
-from workers.call import Guard, Phase, execute
+from workers.call import IN_FLIGHT_ELSEWHERE, Guard, Phase, execute
+from workers.durable import TRANSIENT
+from workers.errors import TaskFailed
 from workers.fanin.combine import FanInSpec, fan_in
+from workers.fanin.results import PatternResult
 from workers.fanin.voting import VoteBoard, normalize
-from workers.items import BatchOption, dead_letter_item, finish_pattern_item, run_item
+from workers.items import BatchOption, fail_item, finish_pattern_item, run_item, state_of
 from workers.models import CallRequest, Envelope, ErrorInfo
 from workers.redisio import run_together
 from workers.runtime import Runtime, get_runtime
@@ -59,6 +67,20 @@ class TaskOptions(BaseModel):
     vote: VoteOption | None = None
     batch: BatchOption | None = None
 
+
+# Redis away (or read-only during a failover): the work waits and goes back to the
+# queue. Any other Redis error (a script's error, a bug) is a failure like any other.
+REDIS_AWAY = (*TRANSIENT, redis.ReadOnlyError)
+
+# Celery's own control flow, raised through a task on purpose: never an envelope.
+CONTROL_FLOW = (Retry, Reject, Ignore)
+
+# Results that are not ok yet not failures: nothing failed, nothing was spent in
+# vain. A sample its vote no longer needed, a duplicate of an item that already
+# ended, a call another worker is making, an item of a stopped batch.
+NOT_FAILURES = frozenset(
+    {"revoked", "duplicate", IN_FLIGHT_ELSEWHERE, "cancelled", "paused", "budget_exceeded"}
+)
 
 REVOKED = ErrorInfo(
     type="revoked",
@@ -131,23 +153,81 @@ def call(
     result goes to the batch's ledger.
     """
     runtime = get_runtime()
+    opts = _options(options)
     try:
-        return _call(self, runtime, request, TaskOptions.model_validate(options or {}))
-    except redis.RedisError as exc:
+        envelope = _call(self, runtime, request, opts)
+    except REDIS_AWAY as exc:
         _requeue(self, runtime, exc)
+    except CONTROL_FLOW:
+        raise
+    except Exception as exc:
+        envelope = _crashed(self, exc, _key_of(request))
+        if opts.batch is not None:
+            fail_item(runtime.ledger, opts.batch, envelope)
+    if opts.batch is not None and not opts.batch.part:
+        # The answer is in the batch's ledger and nobody reads this task's
+        # return value: return a receipt, which Celery formats (for its log
+        # and Flower's event) far more cheaply than the whole message.
+        return _reported(envelope, receipt(envelope, opts.batch), in_batch=True)
+    return _reported(envelope, envelope.model_dump(mode="json"), in_batch=opts.batch is not None)
 
 
-def _call(
-    task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptions
+def _options(options: dict[str, Any] | None) -> TaskOptions:
+    try:
+        return TaskOptions.model_validate(options or {})
+    except ValidationError as exc:
+        # Not chorus's own payload: nothing to tell a ledger, but the call must not run
+        # without the options it was sent with (a batch item outside its batch).
+        log.error("task options unreadable: %s", describe_validation_error(exc))
+        raise Reject(f"unreadable task options: {exc}", requeue=False) from exc
+
+
+def _key_of(request: Any) -> str:
+    try:
+        return CallRequest.model_validate(request).key()
+    except Exception:
+        return "invalid"
+
+
+def _crashed(task: Task, exc: Exception, key: str) -> Envelope:
+    """The envelope of a task whose logic raised: the error named, nothing pending."""
+    log.exception("task %s raised %s; it ends as failed", task.request.id, type(exc).__name__)
+    info = ErrorInfo(
+        type="internal_error",
+        message=f"the worker raised {type(exc).__name__}: {exc}",
+    )
+    return Envelope.failure(key, info)
+
+
+def _reported(
+    outcome: Envelope | PatternResult, value: dict[str, Any], *, in_batch: bool
 ) -> dict[str, Any]:
+    """``value``, returned; or raised inside a ``TaskFailed`` when ``outcome`` is a failure.
+
+    A failure is then a failure to Celery and Flower (state FAILURE, a
+    ``task-failed`` event) while a chord and a producer still receive
+    ``value`` (``workers.backend``, ``orchestration.client.result_of``). A
+    batch item is a failure exactly when the ledger counts it failed.
+    """
+    if outcome.ok or outcome.error is None:
+        return value
+    error = outcome.error
+    failed = state_of(outcome)[0] == "f" if in_batch else error.type not in NOT_FAILURES
+    if failed and error.type not in NOT_FAILURES:
+        raise TaskFailed(f"{error.type}: {error.message}", value)
+    return value
+
+
+def _call(task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptions) -> Envelope:
     try:
         parsed = CallRequest.model_validate(request)
     except ValidationError as exc:
         # Producers validate first; this is a payload from elsewhere.
         info = ErrorInfo(type="invalid_request_error", message=describe_validation_error(exc))
-        return Envelope.failure("invalid", info, delivery=_delivery(task, runtime)).model_dump(
-            mode="json"
-        )
+        invalid = Envelope.failure("invalid", info, delivery=_delivery(task, runtime))
+        if opts.batch is not None:
+            fail_item(runtime.ledger, opts.batch, invalid)
+        return invalid
 
     # One round trip before the call: count this delivery, start the batch
     # item, claim the call and look for its stored result (workers.redisio).
@@ -167,8 +247,8 @@ def _call(
             runtime.store.release(key, owner)
         envelope = _dead_letter(task.request.id, key, delivery)
         if opts.batch is not None:
-            dead_letter_item(runtime.ledger, opts.batch, envelope)
-        return envelope.model_dump(mode="json")
+            fail_item(runtime.ledger, opts.batch, envelope)
+        return envelope
 
     vote = opts.vote
     guard: Guard | None = None
@@ -208,12 +288,7 @@ def _call(
         )
     if board is not None and vote is not None and envelope.ok:
         board.record(vote.id, vote.n, normalize(envelope.text, vote.normalize))
-    if opts.batch is not None and not opts.batch.part:
-        # The answer is in the batch's ledger and nobody reads this task's
-        # return value: return a receipt, which Celery formats (for its log
-        # and Flower's event) far more cheaply than the whole message.
-        return receipt(envelope, opts.batch)
-    return envelope.model_dump(mode="json")
+    return envelope
 
 
 RECEIPT_TEXT_CHARS = 80
@@ -245,15 +320,25 @@ def fan_in_task(
     (``--vote``): its result ends that item in the ledger.
     """
     runtime = get_runtime()
+    opts = _options(options)
     try:
-        return _fan_in(self, runtime, results, spec, TaskOptions.model_validate(options or {}))
-    except redis.RedisError as exc:
+        result = _fan_in(self, runtime, results, spec, opts)
+    except REDIS_AWAY as exc:
         _requeue(self, runtime, exc)
+    except CONTROL_FLOW:
+        raise
+    except Exception as exc:
+        crashed = _crashed(self, exc, "fan-in")
+        kind = spec.get("kind") if spec.get("kind") in ("section", "vote", "fanout") else "section"
+        result = PatternResult(kind=kind, ok=False, error=crashed.error, total=len(results))
+        if opts.batch is not None:
+            finish_pattern_item(runtime.ledger, opts.batch, result)
+    return _reported(result, result.model_dump(mode="json"), in_batch=opts.batch is not None)
 
 
 def _fan_in(
     task: Task, runtime: Runtime, results: list[Any], spec: dict[str, Any], opts: TaskOptions
-) -> dict[str, Any]:
+) -> PatternResult:
     delivery = _delivery(task, runtime)
     parsed = FanInSpec.model_validate(spec)
 
@@ -271,4 +356,4 @@ def _fan_in(
     result = fan_in(results, parsed, make_call)
     if opts.batch is not None:
         finish_pattern_item(runtime.ledger, opts.batch, result)
-    return result.model_dump(mode="json")
+    return result
