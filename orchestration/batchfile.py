@@ -3,8 +3,10 @@
 Three shapes of line are understood:
 
 - **Message Batches**: ``{"custom_id": "...", "params": {...Messages API
-  parameters...}}``, as written for Anthropic's Message Batches API. The
-  ``custom_id`` is the item's id.
+  parameters...}}``, as written for Anthropic's Message Batches API, and held
+  to its rules: what the API would refuse in a batch is refused here
+  (:func:`custom_id_problem`, :func:`params_problems`, a ``custom_id`` used
+  twice). The ``custom_id`` is the item's id.
 - **A prompt field**: ``{"id": "...", "prompt": "..."}`` (``--prompt-field``
   names another field). ``id`` is optional: the line number stands in.
 - **A template**: any object; ``--template FILE`` holds text with ``{field}``
@@ -12,29 +14,47 @@ Three shapes of line are understood:
 
 The file is read as bytes, one line at a time and never whole: a line over
 the size cap is reported and skipped in fixed-size chunks, so a 2 GB line
-costs no more memory than the cap. Blank lines are skipped.
+costs no more memory than the cap. Blank lines are skipped. A line must be
+text: invalid UTF-8, a NUL byte, or a JSON escape that decodes to a lone
+surrogate (``"\\ud800"``, in any field or field name: ``workers.text``) is
+refused with the line number, whatever the line's shape.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import string
+import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import NoneType
 from typing import IO, Any
 
+from config.models import SAMPLING_PARAMS
 from workers.errors import InvalidRequest
 from workers.models import CallRequest
+from workers.text import find_lone_surrogate, has_lone_surrogate, may_hold_surrogate, printable
 from workers.validation import validate_request
 
 DEFAULT_MAX_LINE_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_TOKENS = 1024
 _SKIP_CHUNK = 64 * 1024
-# The Message Batches API's own rule for custom_id.
-_CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The Message Batches API's rule for custom_id, as its reference states it
+# ("Create a Message Batch": minLength 1, maxLength 64, pattern below; the
+# batch-processing guide: "must be 1 to 64 characters and contain only
+# alphanumeric characters, hyphens, and underscores").
+CUSTOM_ID_PATTERN = "^[a-zA-Z0-9_-]{1,64}$"
+# The same pattern as the API reads it. An OpenAPI/JSON Schema pattern is an
+# ECMA-262 regex, whose "$" (without the m flag) matches only at the very end;
+# Python's "$" also matches before a final "\n", so "req-1\n" would pass
+# re.match(CUSTOM_ID_PATTERN). "\Z" is the end, and nothing else.
+_CUSTOM_ID = re.compile(r"\A[a-zA-Z0-9_-]{1,64}\Z")
+_CUSTOM_ID_CHAR = re.compile(r"[^a-zA-Z0-9_-]")
+_CUSTOM_ID_MAX = 64
 _MAX_ID_LENGTH = 256
 
 
@@ -158,7 +178,18 @@ def items_from_objects(
 ) -> Iterator[Item | LineError]:
     """The same validation for items given in code: "line" is the 1-based position."""
 
-    yield from _items(enumerate(objects, start=1), spec)
+    yield from _items(_text_only(enumerate(objects, start=1)), spec)
+
+
+def _text_only(objects: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+    """Each object, or the error of one holding a lone surrogate anywhere (``workers.text``)."""
+    for number, obj in objects:
+        yield number, (_surrogate_error(number, obj) if has_lone_surrogate(obj) else obj)
+
+
+def _surrogate_error(number: int, obj: Any) -> LineError | Any:
+    found = find_lone_surrogate(obj)
+    return obj if found is None else LineError(number, found.describe())
 
 
 def _raw_lines(stream: IO[bytes], spec: InputSpec) -> Iterator[tuple[int, Any]]:
@@ -179,12 +210,16 @@ def _raw_lines(stream: IO[bytes], spec: InputSpec) -> Iterator[tuple[int, Any]]:
         if not text.strip():
             continue
         try:
-            yield number, json.loads(text, parse_constant=_reject_constant)
+            obj = json.loads(text, parse_constant=_reject_constant)
         except ValueError as exc:
             message = str(exc)
             if isinstance(exc, json.JSONDecodeError):
                 message = f"not valid JSON: {exc.msg} at column {exc.colno}"
             yield number, LineError(number, message)
+            continue
+        # A "\ud800" escape is valid JSON but not text, like invalid UTF-8: refused
+        # wherever it is in the line (only a line that escapes one is searched).
+        yield number, (_surrogate_error(number, obj) if may_hold_surrogate(text) else obj)
 
 
 def _items(lines: Iterable[tuple[int, Any]], spec: InputSpec) -> Iterator[Item | LineError]:
@@ -200,9 +235,7 @@ def _items(lines: Iterable[tuple[int, Any]], spec: InputSpec) -> Iterator[Item |
             digest = hashlib.blake2b(item.id.encode(), digest_size=8).digest()
             first = seen_ids.setdefault(digest, number)
             if first != number:
-                yield LineError(
-                    number, f"id {item.id!r} repeats line {first}'s; ids must be unique"
-                )
+                yield LineError(number, _repeated(item.id, first, "custom_id" in obj))
                 continue
         yield item
 
@@ -250,25 +283,38 @@ def _item(number: int, obj: Any, spec: InputSpec, fields: list[str]) -> Item | L
 
 
 def _batches_line(number: int, obj: dict[str, Any], spec: InputSpec) -> Item | LineError:
+    """A Message Batches line, held to the API's rules for one request of a batch.
+
+    The rules and their sources: ``custom_id`` (:func:`custom_id_problem`) and
+    ``params`` (:func:`params_problems`). Only ``--system`` and ``--effort``
+    add to a line what it does not set; the API's required parameters must be
+    in the line itself.
+    """
     unknown = sorted(set(obj) - {"custom_id", "params"})
     if unknown:
+        names = ", ".join(repr(printable(name)) for name in unknown)
         return LineError(
-            number, f"unknown key {unknown[0]!r}: a Message Batches line has custom_id and params"
+            number,
+            f"unknown key {names}: a Message Batches request has only custom_id and params",
         )
-    custom_id = obj.get("custom_id")
-    if custom_id is None:
-        return LineError(number, "custom_id: is required")
-    if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
-        return LineError(number, "custom_id: 1 to 64 letters, digits, '-' or '_'")
+    problems: list[str] = []
+    if "custom_id" not in obj:
+        problems.append("custom_id: is required")
+    else:
+        problem = custom_id_problem(obj["custom_id"])
+        if problem is not None:
+            problems.append(f"custom_id: {problem}")
     params = obj.get("params")
-    if not isinstance(params, dict):
-        return LineError(number, "params: is required and must be an object")
-    if params.get("stream"):
-        return LineError(number, "params.stream: streaming is not supported in a batch")
-    data = {k: v for k, v in params.items() if k != "stream"}
-    data.setdefault("model", spec.model)
-    if spec.max_tokens is not None:
-        data.setdefault("max_tokens", spec.max_tokens)
+    if "params" not in obj:
+        problems.append("params: is required")
+    elif not isinstance(params, dict):
+        problems.append(f"params: must be an object, not {_json_type(params)}")
+    else:
+        problems += [f"params.{problem}" for problem in params_problems(params)]
+    if problems:
+        return LineError(number, "; ".join(problems))
+    assert isinstance(params, dict)
+    data = {k: v for k, v in params.items() if not _absent(k, v)}
     if spec.system and "system" not in data:
         data["system"] = spec.system
     if spec.effort:
@@ -277,7 +323,155 @@ def _batches_line(number: int, obj: dict[str, Any], spec: InputSpec) -> Item | L
             data["output_config"] = {"effort": spec.effort}
         elif isinstance(config, dict) and "effort" not in config:
             data["output_config"] = {**config, "effort": spec.effort}
-    return _validated(number, custom_id, data, prefix="params.")
+    return _validated(number, obj["custom_id"], data, prefix="params.")
+
+
+def custom_id_problem(value: Any) -> str | None:
+    """Why ``value`` is not a ``custom_id`` the Message Batches API accepts; None if it is.
+
+    The rule: a string matching ``^[a-zA-Z0-9_-]{1,64}$`` as the API anchors it
+    (so no final newline), per the API reference's "Create a Message Batch"
+    (platform.claude.com/docs/en/api/messages/batches/create: "minLength: 1,
+    maxLength: 64, pattern: ^[a-zA-Z0-9_-]{1,64}$") and the batch-processing
+    guide. Uniqueness within the batch is checked across lines by the reader.
+    """
+    rule = f"must match {CUSTOM_ID_PATTERN} (1 to 64 ASCII letters, digits, '-' or '_')"
+    if not isinstance(value, str):
+        return f"{rule}; it is {_json_type(value)}"
+    if _CUSTOM_ID.match(value):
+        return None
+    if not value:
+        return f"{rule}; it is empty"
+    if len(value) > _CUSTOM_ID_MAX:
+        return f"{rule}; it is {len(value)} characters long"
+    bad = _CUSTOM_ID_CHAR.search(value)
+    assert bad is not None
+    return f"{rule}; character {bad.start() + 1} is {printable(repr(bad.group()))}"
+
+
+def params_problems(params: Mapping[str, Any]) -> list[str]:
+    """What the Message Batches API would refuse in a request's ``params``, field by field
+    (``stream: must be false ...``); empty when the line may go on to the request's
+    own validation (types, values, the model's rules: ``workers.validation``).
+
+    The rules, and where they come from:
+
+    - the keys are those of a Messages API request body that does not stream:
+      ``MessageCreateParamsNonStreaming`` in the SDK
+      (``anthropic/types/message_create_params.py``, the type of
+      ``params`` in ``types/messages/batch_create_params.py``), read from the
+      installed SDK; plus ``temperature``, ``top_p`` and ``top_k``, which the
+      API still takes on version 2023-06-01 for the models that allow them
+      (``config.models``);
+    - ``model``, ``max_tokens`` and ``messages`` are required (``Required[...]``
+      there);
+    - ``stream`` may only be ``false`` (``stream: Literal[False]``): a batch
+      request is never streamed;
+    - ``null`` only where the SDK types a key ``Optional`` (it then means the
+      key is absent);
+    - ``max_tokens`` at least 1: "max_tokens: 0 (cache pre-warming) is not
+      supported inside a batch" (platform.claude.com/docs/en/build-with-claude/batch-processing,
+      "Batch limitations").
+
+    A key the API takes but chorus cannot send yet (``cache_control``,
+    ``container``, ...) is refused too, saying so.
+    """
+    keys = _params_keys()
+    problems: list[str] = []
+    missing = [name for name in sorted(keys.required) if name not in params]
+    problems += [f"{name}: is required" for name in missing]
+    for name in sorted(set(params) - keys.allowed):
+        problems.append(
+            f"{printable(name)}: is not a Messages API parameter (a batch request's params "
+            "are a Messages API request body)"
+        )
+    for name, value in params.items():
+        if name not in keys.allowed or _absent(name, value):
+            continue
+        if name == "stream":
+            if value is True:
+                problems.append(
+                    "stream: true is not allowed in a batch request: its params are "
+                    "MessageCreateParamsNonStreaming (stream may only be false)"
+                )
+            else:
+                problems.append(f"stream: may only be false, not {_json_type(value)}")
+        elif value is None:
+            problems.append(f"{name}: must not be null (leave it out instead)")
+        elif name not in keys.sent:
+            problems.append(
+                f"{name}: a Messages API parameter chorus does not send yet; leave it out, "
+                "or send this file to the Message Batches API itself"
+            )
+        elif name == "max_tokens" and _is_int(value) and value < 1:
+            problems.append(
+                f"max_tokens: must be at least 1 in a batch, not {value} (the Message Batches "
+                "API does not support max_tokens 0, cache pre-warming)"
+            )
+    return problems
+
+
+@dataclass(frozen=True)
+class _ParamsKeys:
+    allowed: frozenset[str]
+    required: frozenset[str]
+    nullable: frozenset[str]
+    # What CallRequest holds and the worker sends.
+    sent: frozenset[str]
+
+
+@functools.cache
+def _params_keys() -> _ParamsKeys:
+    from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
+
+    # The SDK's module defers its annotations, so TypedDict's __required_keys__
+    # is empty: Required[...] is read off the resolved hints.
+    hints = typing.get_type_hints(MessageCreateParamsNonStreaming, include_extras=True)
+    required = {name for name, hint in hints.items() if typing.get_origin(hint) is typing.Required}
+    nullable = {
+        name
+        for name, hint in typing.get_type_hints(MessageCreateParamsNonStreaming).items()
+        if NoneType in typing.get_args(hint)
+    }
+    sent = set(CallRequest.model_fields) - {"sample"}
+    return _ParamsKeys(
+        allowed=frozenset(hints) | frozenset(SAMPLING_PARAMS),
+        required=frozenset(required),
+        nullable=frozenset(nullable),
+        sent=frozenset(sent),
+    )
+
+
+def _absent(name: str, value: Any) -> bool:
+    """Whether ``name: value`` in params means the same as leaving it out."""
+    return (name == "stream" and value is False) or (
+        value is None and name in _params_keys().nullable
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _repeated(item_id: str, first: int, custom_id: bool) -> str:
+    if custom_id:
+        return (
+            f"custom_id {item_id!r} repeats line {first}'s; the API requires each custom_id "
+            "to be unique within a batch"
+        )
+    return f"id {item_id!r} repeats line {first}'s; ids must be unique"
 
 
 def _validated(

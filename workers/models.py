@@ -20,6 +20,7 @@ from config.models import RULED_FIELDS, request_problem, rules_for
 from config.prices import Tokens
 from workers.errors import ChorusError
 from workers.outcomes import Outcome, answer_text, classify
+from workers.text import find_lone_surrogate, has_lone_surrogate
 
 KEY_VERSION = "v1"
 
@@ -111,6 +112,16 @@ class CallRequest(_Model):
                 if block.get("type") != "text" or not isinstance(block.get("text"), str):
                     raise ValueError(f"block {index} must be a text block with a 'text' string")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        # A lone surrogate ("\\ud800" in JSON) is not text: UTF-8 cannot encode it,
+        # so the call could never be sent. Refused here, naming the field (workers/text.py).
+        if has_lone_surrogate(data):
+            found = find_lone_surrogate(data)
+            raise ValueError(found.describe() if found else "holds a lone surrogate")
+        return data
 
     @model_validator(mode="after")
     def _rules_of_the_model(self) -> CallRequest:

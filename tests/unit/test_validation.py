@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from orchestration.client import request_from_prompt
 from workers.errors import InvalidRequest
-from workers.models import CallRequest, accepts_sampling_params
+from workers.models import CallRequest, Message, accepts_sampling_params
 from workers.validation import validate_request
 
 
@@ -108,3 +111,61 @@ def test_preview_is_the_last_user_message_shortened() -> None:
 
     assert len(parsed.preview(40)) == 40
     assert parsed.preview(40).endswith("...")
+
+
+SURROGATE_WHY = (
+    "not Unicode text, so the API cannot accept it "
+    "(only a pair of JSON escapes, \\uD8xx\\uDCxx, decodes to a character)"
+)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"messages": [{"role": "user", "content": "caf\ud800"}]},
+            "messages[0].content: holds a lone surrogate \\ud800 at character 4",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a\udfff"}]}]},
+            "messages[0].content[0].text: holds a lone surrogate \\udfff at character 2",
+        ),
+        ({"system": "\udc80"}, "system: holds a lone surrogate \\udc80 at character 1"),
+        ({"stop_sequences": ["END\ud800"]}, "stop_sequences[0]: holds a lone surrogate"),
+        (
+            {"tools": [{"name": "t", "input_schema": {"properties": {"k\ud83d": {}}}}]},
+            "tools[0].input_schema.properties.k\\ud83d: a field name holds a lone surrogate",
+        ),
+        ({"metadata": {"user_id": "u\ud800"}}, "metadata.user_id: holds a lone surrogate"),
+    ],
+)
+def test_a_lone_surrogate_anywhere_in_a_request_is_refused_naming_its_field(
+    changes: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        validate_request(request(**changes))
+
+    assert str(refused.value).startswith(expected)
+    assert str(refused.value).endswith(SURROGATE_WHY)
+    str(refused.value).encode("utf-8")  # the message itself prints anywhere
+
+
+def test_surrogates_are_text_only_as_a_decoded_json_pair() -> None:
+    # JSON's escaped pair decodes to one character; in a Python str, the two
+    # surrogate code points stay two and are no more text than one alone.
+    decoded = json.loads('"\\ud83d\\ude00"')
+
+    assert validate_request(request(messages=[{"role": "user", "content": decoded}]))
+    with pytest.raises(InvalidRequest, match="holds a lone surrogate \\\\ud83d at character 1"):
+        validate_request(request(messages=[{"role": "user", "content": "\ud83d\ude00"}]))
+
+
+def test_a_lone_surrogate_is_refused_when_a_request_is_built_in_python() -> None:
+    with pytest.raises(InvalidRequest, match=r"messages\[0\]\.content: holds a lone surrogate"):
+        request_from_prompt("caf\ud800", model="claude-sonnet-5")
+    with pytest.raises(ValidationError, match="holds a lone surrogate"):
+        CallRequest(
+            model="claude-sonnet-5",
+            max_tokens=10,
+            messages=[Message(role="user", content="caf\ud800")],
+        )  # type: ignore[list-item]
