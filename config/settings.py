@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -141,6 +142,16 @@ class WorkerSettings(_Section):
     send_sent_events: bool = False
     # Celery's INFO line for every task received and succeeded.
     log_tasks: bool = False
+    # Where `chorus worker` writes each process's output (Celery's log, its
+    # banner, a crash's traceback): one file per process, DIR/<node name>.log
+    # (chorus1.log, ...), rotated. Unset: the terminal, each line prefixed with
+    # its node name when there are several processes. A relative path is taken
+    # from the directory `chorus worker` starts in.
+    log_dir: Path | None = None
+    # A log file past this many bytes is renamed .1 (the older ones .2, ...)
+    # and a new one begun; this many renamed files are kept, the oldest dropped.
+    log_max_bytes: int = Field(10 * 1024 * 1024, ge=64 * 1024)
+    log_backups: int = Field(5, ge=0, le=1000)
 
     @property
     def process_count(self) -> int:
@@ -153,6 +164,16 @@ class WorkerSettings(_Section):
         allowed = {"threads", "prefork", "solo", "gevent", "eventlet"}
         if value not in allowed:
             raise ValueError(f"must be one of {', '.join(sorted(allowed))}")
+        return value
+
+    @field_validator("log_dir", mode="before")
+    @classmethod
+    def _a_directory_named(cls, value: Any) -> Any:
+        # Path("") is the working directory: an empty value would write logs
+        # wherever the command happened to start. Empty is invalid, as for
+        # every other setting; leave the variable out for "the terminal".
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name a directory (leave it unset for the terminal)")
         return value
 
 

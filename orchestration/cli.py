@@ -161,6 +161,13 @@ def call_cmd(
 @click.option("--pool", "-P", default=None, help="Celery pool (default threads).")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 @click.option("--name", default="chorus", show_default=True, help="Node name prefix.")
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write each process's output to DIR/<node name>.log, rotated (default "
+    "CHORUS_WORKER__LOG_DIR; unset: this terminal, each line led by its node name).",
+)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker_cmd(
     processes: int | None,
@@ -168,14 +175,18 @@ def worker_cmd(
     pool: str | None,
     loglevel: str,
     name: str,
+    log_dir: str | None,
     celery_args: tuple[str, ...],
 ) -> None:
     """Start worker processes with I/O-bound defaults; other options go to Celery."""
-    from orchestration.fleet import Fleet, start_workers, worker_argv
+    from pathlib import Path
+
+    from orchestration.fleet import Fleet, LogFiles, start_workers, worker_argv
 
     settings = with_redis()
     count = processes or settings.worker.process_count
-    if count == 1:
+    logs_in = Path(log_dir) if log_dir else settings.worker.log_dir
+    if count == 1 and logs_in is None:
         import socket
 
         argv = worker_argv(
@@ -187,24 +198,37 @@ def worker_cmd(
             extra=celery_args,
         )
         os.execv(sys.executable, argv)
-    fleet = start_workers(
-        settings,
-        count,
-        prefix=name,
-        concurrency=concurrency,
-        pool=pool,
-        loglevel=loglevel,
-        extra=celery_args,
-        fleet=Fleet(),
-    )
-    err.print(f"chorus: started {count} worker processes ({name}1..{name}{count})", markup=False)
+    nodes = f"{name}1" if count == 1 else f"{name}1..{name}{count}"
+    if logs_in is None:
+        where = "their logs follow on stdout, each line led by its node name"
+    else:
+        files = LogFiles.from_settings(settings, logs_in)
+        where = f"logs: {files.describe([f'{name}{n}' for n in range(1, count + 1)])}"
+    processes_word = "process" if count == 1 else "processes"
+    err.print(f"chorus: starting {count} worker {processes_word} ({nodes}); {where}", markup=False)
+    try:
+        fleet = start_workers(
+            settings,
+            count,
+            prefix=name,
+            log_dir=logs_in,
+            echo=sys.stdout,
+            concurrency=concurrency,
+            pool=pool,
+            loglevel=loglevel,
+            extra=celery_args,
+            fleet=Fleet(),
+        )
+    except OSError as exc:
+        fail(f"cannot write the worker logs: {exc}")
+        raise  # unreachable: fail() exits
 
     def forward(signum: int, _frame: object) -> None:
         fleet.signal_all(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, forward)
-    codes = [process.wait() for process in fleet.processes]
+    codes = fleet.wait()
     raise SystemExit(max(codes, default=0))
 
 

@@ -21,11 +21,14 @@ Nothing here raises for an expected failure: the result is always an
 :class:`~workers.models.Envelope`. A message that came back gets its outcome
 (``workers.outcomes``): ``ok`` only for a complete answer; a call that could
 not be made has ``ok: false`` and the error's type, status and request id.
+Either way the worker's log says so in one line (:func:`log_unless_complete`):
+a WARNING for a failed call, an INFO line for an answer that is not complete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import threading
 import time
@@ -49,6 +52,8 @@ from workers.ratelimit.backend import Cost, RateLimiter, Reservation
 from workers.redisio import Command, run_together
 from workers.retry import RetryPolicy
 from workers.store import ResultStore
+
+log = logging.getLogger(__name__)
 
 # How often a duplicate looks for the first caller's result.
 CLAIM_POLL_S = 0.2
@@ -115,6 +120,9 @@ class _Progress:
     # Streams that broke off part way, and what they may have cost.
     broken_streams: int = 0
     maybe_billed_usd: float = 0.0
+    # The caller's guard stopped the call (a decided vote, a cancelled or
+    # paused batch, a spent budget): a decision, not a failure of the call.
+    stopped: bool = False
 
 
 # What a caller writes when the call ends, given its final envelope (the batch
@@ -150,6 +158,7 @@ def execute(
     key = request.key()
     started = deps.clock()
     progress = _Progress(started=started, deadline=started + time_limit_s)
+    task_id = owner
     owner = owner or f"{threading.get_ident()}:{started}"
     store = deps.store
 
@@ -203,7 +212,51 @@ def execute(
         }
     )
     _end(key, owner, envelope, deps, progress, writes)
+    if not progress.stopped:
+        log_unless_complete(envelope, request.model, task_id)
     return envelope
+
+
+# A failure's message is cut here in the log line (the envelope keeps it whole).
+LOGGED_MESSAGE_CHARS = 500
+
+
+def log_unless_complete(envelope: Envelope, model: str, task_id: str | None = None) -> None:
+    """Log one line for a call that did not end with a complete answer; nothing otherwise.
+
+    A failed call (outcome ``failed``: an API error such as a 400, a timeout,
+    a request the rate limit can never admit) is a WARNING naming the error's
+    type, HTTP status, ``error_code`` and request id; an answer that is not
+    complete (``truncated``, ``refused``, ...) is an INFO line naming its
+    outcome. Both end with the task id, when given, and the model. The
+    message is on one line, cut at ``LOGGED_MESSAGE_CHARS``; the API key is
+    never in it (decision 5: the SDK's errors do not carry it).
+    """
+    error = envelope.error
+    if envelope.ok or error is None:
+        return
+    message = " ".join(error.message.split())
+    if len(message) > LOGGED_MESSAGE_CHARS:
+        message = message[:LOGGED_MESSAGE_CHARS] + "..."
+    attempts = f"{envelope.attempts} attempt{'' if envelope.attempts == 1 else 's'}"
+    where = f"[task {task_id}, {model}]" if task_id else f"[{model}]"
+    if envelope.outcome is Outcome.FAILED:
+        details = [
+            f"HTTP {error.status}" if error.status else "",
+            error.code or "",
+            f"request id {error.request_id}" if error.request_id else "",
+        ]
+        said = ", ".join(d for d in details if d)
+        log.warning(
+            "call failed after %s: %s%s: %s %s",
+            attempts,
+            error.type,
+            f" ({said})" if said else "",
+            message,
+            where,
+        )
+    else:
+        log.info("call ended %s after %s: %s %s", envelope.outcome.value, attempts, message, where)
 
 
 def release_quietly(deps: CallDeps, key: str, owner: str) -> None:
@@ -294,6 +347,7 @@ def _attempt_until_done(
     turn: dict[str, Any] | None = None
     while True:
         if guard is not None and (stop := guard("reserve")) is not None:
+            progress.stopped = True
             return Envelope.failure(key, stop)
         try:
             reservation = _reserve(deps, progress, limit_key, cost, observer)
@@ -317,6 +371,7 @@ def _attempt_until_done(
         if guard is not None and (stop := guard("send")) is not None:
             # Stopped while waiting for its slot: the slot goes back unused.
             _settle_failed(deps, reservation, refund_all=True)
+            progress.stopped = True
             return Envelope.failure(key, stop)
         if observer is not None:
             observer.sending()
