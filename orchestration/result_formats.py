@@ -1,28 +1,49 @@
 """An item's result as ``chorus results`` writes it: chorus's format, or the Message Batches API's.
 
-The ledger keeps each call's message exactly as the API sent it; both
-formats hand it on untouched (the content blocks, every usage field, the
-stop details), never rebuilt.
+The ledger keeps each call's message exactly as the API sent it (the body of
+its reply, or for a streamed call the message the SDK assembled from the
+events); both formats hand it on untouched (every content block, every usage
+field, the stop details), never rebuilt. A turn a server tool paused is sent
+back (``pause_turn``) and kept as one message: the last reply, with the whole
+turn's content and the usage of every call summed (``workers.call``).
 
 **chorus's format**, one line per input item: ``id``, ``ok`` (a complete
 answer), ``outcome`` (``complete``, ``truncated``, ``truncated_by_thinking``,
 ``refused``, ``context_exceeded``, ``paused_turn``, ``empty``, ``failed``, ...),
-``state``, ``text``, then the message's own fields as received (``model``,
-``message_id``, ``content``, ``stop_reason``, ``stop_sequence``,
-``stop_details``, ``usage``), ``cost_usd``, ``calls``, ``delivery``,
-``cached`` and ``error``.
+``state``, ``text`` (the text blocks joined: ``workers.outcomes.answer_text``),
+then the message's own fields as received (``model``, ``message_id``,
+``content``, ``stop_reason``, ``stop_sequence``, ``stop_details``, ``usage``),
+``cost_usd``, ``calls``, ``delivery``, ``cached`` and ``error``.
 
-**The Batches API's format**, one line per ended request:
-``{"custom_id": ..., "result": {"type": "succeeded", "message": {...}}}`` for
-every item the API answered (a truncated or refused message included, as the
-Batches API itself reports them: read ``stop_reason``), ``errored`` with the
-API's error object for a call that failed, ``canceled`` for an item cancelled
-or skipped for the budget, ``expired`` for one paused and never resumed.
+**The Batches API's format**, one line per ended request, each a
+``MessageBatchIndividualResponse`` (SDK
+``anthropic/types/messages/message_batch_individual_response.py``; the
+results file of platform.claude.com/docs/en/build-with-claude/batch-processing,
+"Retrieving batch results")::
+
+    {"custom_id": "...", "result": {"type": "succeeded", "message": {...}}}
+    {"custom_id": "...", "result": {"type": "errored", "error": {"type": "error",
+        "error": {"type": "...", "message": "..."}, "request_id": "req_..."}}}
+    {"custom_id": "...", "result": {"type": "canceled"}}
+    {"custom_id": "...", "result": {"type": "expired"}}
+
+``succeeded`` for every item the API answered (a truncated or refused message
+included, as the Batches API itself reports them: read ``stop_reason``),
+``errored`` with the API's error object for a call that failed, ``canceled``
+for an item cancelled or skipped for the budget, ``expired`` for one paused
+and never resumed.
 """
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Mapping
 from typing import Any
+
+from pydantic import ValidationError
+
+from workers.models import Envelope
+from workers.outcomes import answer_text
 
 # The message's fields, as chorus's format shows them at the top level.
 _MESSAGE_FIELDS = (
@@ -36,8 +57,24 @@ _MESSAGE_FIELDS = (
 )
 
 
+def _api_error_types() -> frozenset[str]:
+    from anthropic.types.shared.error_type import ErrorType
+
+    # The SDK's ErrorType, and the 413's type the errors page names
+    # (platform.claude.com/docs/en/api/errors, "HTTP errors"), which it lacks.
+    return frozenset(typing.get_args(ErrorType)) | {"request_too_large"}
+
+
+# Error types the API itself sends: an error chorus received is written as it came.
+API_ERROR_TYPES = _api_error_types()
+# chorus's own error types that have an API counterpart; the others are the
+# API's "api_error" (an error inside the service, not in the request).
+_AS_API_ERROR_TYPE = {"request_exceeds_rate_limit": "rate_limit_error"}
+
+
 def as_chorus_result(stored: dict[str, Any], state_name: str) -> dict[str, Any]:
-    """chorus's line for an item from what the ledger stored of it."""
+    """chorus's line for an item, from what the ledger stored of it
+    (``workers.ledger.result_record``) and its state's name."""
     message = stored.get("message")
     if "message" not in stored:
         return {**stored, "state": state_name}  # a voted item's record, or an older one
@@ -46,11 +83,7 @@ def as_chorus_result(stored: dict[str, Any], state_name: str) -> dict[str, Any]:
         "ok": stored["ok"],
         "outcome": stored.get("outcome"),
         "state": state_name,
-        "text": "".join(
-            block.get("text", "")
-            for block in (message or {}).get("content") or []
-            if block.get("type") == "text"
-        ),
+        "text": answer_text((message or {}).get("content") or []),
     }
     for name, field in _MESSAGE_FIELDS:
         record[name] = None if message is None else message.get(field)
@@ -60,31 +93,23 @@ def as_chorus_result(stored: dict[str, Any], state_name: str) -> dict[str, Any]:
 
 
 def as_batches_result(stored: dict[str, Any], state: str) -> dict[str, Any] | None:
-    """The Batches API's result line for an item, or None while it has not ended."""
+    """The Batches API's result line for an item (the shapes above), or None while it has not ended.
+
+    ``stored``: what the ledger keeps of the item (``workers.ledger.result_record``);
+    ``state``: its ledger state code (``workers.ledger.STATE_NAMES``).
+    """
     custom_id = stored["id"]
-    message = stored.get("message")
-    if state in ("c", "f") and message is not None:
-        return {"custom_id": custom_id, "result": {"type": "succeeded", "message": message}}
-    if state == "c":  # a voted item, or one stored before messages were kept whole
-        return {"custom_id": custom_id, "result": {"type": "succeeded", "message": _legacy(stored)}}
-    if state == "f":
-        error = stored.get("error") or {}
-        error_object: dict[str, Any] = {
-            "type": error.get("type", "api_error"),
-            "message": error.get("message", ""),
+    if state in ("c", "f"):
+        message = stored["message"] if "message" in stored else _rebuilt_message(stored)
+        if message is not None:
+            return {"custom_id": custom_id, "result": {"type": "succeeded", "message": message}}
+        error = stored.get("error") or {
+            "type": "api_error",
+            "message": "chorus kept no message and no error for this item",
         }
-        if error.get("code"):
-            error_object["details"] = {"error_code": error["code"]}
         return {
             "custom_id": custom_id,
-            "result": {
-                "type": "errored",
-                "error": {
-                    "type": "error",
-                    "error": error_object,
-                    "request_id": error.get("request_id"),
-                },
-            },
+            "result": {"type": "errored", "error": error_response(error)},
         }
     if state in ("x", "b"):
         return {"custom_id": custom_id, "result": {"type": "canceled"}}
@@ -93,14 +118,36 @@ def as_batches_result(stored: dict[str, Any], state: str) -> dict[str, Any] | No
     return None
 
 
-def _legacy(stored: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": stored.get("message_id"),
-        "type": "message",
-        "role": "assistant",
-        "model": stored.get("model"),
-        "content": stored.get("content") or [{"type": "text", "text": stored.get("text", "")}],
-        "stop_reason": stored.get("stop_reason"),
-        "stop_sequence": stored.get("stop_sequence"),
-        "usage": stored.get("usage"),
-    }
+def error_response(error: Mapping[str, Any]) -> dict[str, Any]:
+    """The API's error response for a failed call, from chorus's record of the error
+    (``workers.models.ErrorInfo`` as JSON).
+
+    ``{"type": "error", "error": {"type", "message"[, "details": {"error_code"}]},
+    "request_id"}``: the shape of platform.claude.com/docs/en/api/errors ("Error
+    shapes") and of the SDK's ``types/shared/error_response.py``. An error the
+    API sent keeps its type, message, ``error_code`` and request id. An error of
+    chorus's own (the API unreachable, a deadline, a dead-lettered task...) has
+    no API type: it is written as the API's ``api_error`` (``rate_limit_error``
+    for a request larger than the account's rate limit), its message led by
+    chorus's type (``"connection_error: ..."``), and ``request_id`` null.
+    """
+    kind = str(error.get("type") or "api_error")
+    message = str(error.get("message") or "")
+    if kind not in API_ERROR_TYPES:
+        message = f"{kind}: {message}" if message else kind
+        kind = _AS_API_ERROR_TYPE.get(kind, "api_error")
+    error_object: dict[str, Any] = {"type": kind, "message": message}
+    if error.get("code"):
+        error_object["details"] = {"error_code": error["code"]}
+    return {"type": "error", "error": error_object, "request_id": error.get("request_id")}
+
+
+def _rebuilt_message(stored: dict[str, Any]) -> dict[str, Any] | None:
+    """The message of a record that does not hold one: a voted item's (its majority
+    text and summed usage, no id or model: no single reply of the API), or one
+    stored before records held the message. Rebuilt by the envelope's own reading
+    of such records (``Envelope._from_legacy``); None for a failure."""
+    try:
+        return Envelope.model_validate({"key": "", **stored}).message
+    except ValidationError:
+        return None

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from anthropic.types.messages import MessageBatchIndividualResponse
 from celery.signals import before_task_publish
 
 from localapi import LocalAPIServer
@@ -319,16 +320,26 @@ def test_the_message_batches_format_both_ways(
 
     assert done.returncode == 0, done.stderr
     assert [r["custom_id"] for r in results] == ["req-0", "req-1", "req-2"]
+    # Each line is what the SDK reads a Batches results file into.
+    parsed = [MessageBatchIndividualResponse.model_validate(r) for r in results]
+    assert [p.result.type for p in parsed] == ["succeeded", "errored", "succeeded"]
     ok = results[0]["result"]
-    assert ok["type"] == "succeeded"
+    # The message whole, every field the API's reply has (the local API's shape:
+    # tests/unit/test_localapi_server.py), as chorus's own format keeps it.
+    fields = "id type role model content stop_reason stop_sequence stop_details container usage"
+    assert list(ok["message"]) == fields.split()
     assert ok["message"]["type"] == "message" and ok["message"]["role"] == "assistant"
     assert ok["message"]["model"] == "claude-haiku-4-5"
     assert ok["message"]["content"][0]["type"] == "text"
-    assert set(ok["message"]["usage"]) >= {"input_tokens", "output_tokens"}
+    assert set(ok["message"]["usage"]) >= {"input_tokens", "output_tokens", "cache_creation"}
+    chorus_format = {r["id"]: r for r in batch.results()}
+    for name, field in (("message_id", "id"), ("content", "content"), ("usage", "usage")):
+        assert chorus_format["req-0"][name] == ok["message"][field]
     errored = results[1]["result"]
     assert errored["type"] == "errored"
     assert errored["error"]["type"] == "error"
     assert errored["error"]["error"] == {"type": "invalid_request_error", "message": "broken"}
+    assert errored["error"]["request_id"].startswith("req_")
 
 
 def test_bad_input_enqueues_nothing_and_names_every_line(
