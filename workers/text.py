@@ -40,7 +40,7 @@ class LoneSurrogate:
     code_point: int
 
     def describe(self) -> str:
-        """``messages[0].content: a lone surrogate \\ud800 at character 5 ...``."""
+        """``messages[0].content: holds a lone surrogate \\ud800 at character 5: ...``."""
         where = f"{self.path}: " if self.path else ""
         what = "a field name holds" if self.in_key else "holds"
         return (
