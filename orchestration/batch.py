@@ -396,6 +396,8 @@ class Batch:
                     fan_in_options={"batch": option},
                 ).start()
             return
+        # The name, beside the id, in what Flower shows and searches.
+        name = as_text(self.redis.hget(keys.batch(self.id), "name") or b"")
         with app.producer_or_acquire() as producer, producer.batch(CHUNK):
             # Declared once here, not per message: kombu binds a copy of the
             # queue for every publish that declares it (a fifth of its cost).
@@ -408,7 +410,9 @@ class Batch:
                         request.model_dump(mode="json", exclude_none=True),
                         {"batch": {"id": self.id, "index": index, "item": item_id, **extra}},
                     ),
-                    argsrepr=argsrepr(request, batch_id=self.id, item_id=item_id),
+                    argsrepr=argsrepr(
+                        request, batch_id=self.id, item_id=item_id, batch_name=name
+                    ),
                     kwargsrepr="{}",
                 ).apply_async(producer=producer, ignore_result=True, declare=[], queue=queue)
 

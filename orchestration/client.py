@@ -54,12 +54,19 @@ def request_from_prompt(
 
 
 def argsrepr(
-    request: CallRequest, *, batch_id: str | None = None, item_id: str | None = None
+    request: CallRequest,
+    *,
+    batch_id: str | None = None,
+    item_id: str | None = None,
+    batch_name: str | None = None,
 ) -> str:
-    """What Flower shows for a task: ids and a truncated prompt, never a secret."""
+    """What Flower shows for a task, and its search reads: ids, the batch's name,
+    a truncated prompt; never a secret."""
     parts = []
     if batch_id:
         parts.append(f"batch={batch_id}")
+    if batch_name:
+        parts.append(f"name={batch_name}")
     if item_id:
         parts.append(f"item={item_id}")
     parts.append(f"prompt={request.preview()!r}")

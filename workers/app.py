@@ -10,11 +10,13 @@ import os
 import threading
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.signals import celeryd_after_setup, celeryd_init
 
 from config.celery import celery_config
 from config.settings import Settings, SettingsError, get_settings
+from workers import keys
 from workers.backend import backend_url
 from workers.compat import share_one_client_per_channel, tolerate_collected_connections
 
@@ -92,6 +94,32 @@ def _room_for_every_slot(conf: Any = None, options: dict[str, Any] | None = None
 
 
 celeryd_init.connect(_room_for_every_slot, weak=False)
+
+
+def _events_if_a_flower_watches(conf: Any = None, **_: Any) -> None:
+    """Task events from the first task when a Flower runs (``orchestration.flowerapp``).
+
+    Flower turns events on in the workers it sees every few seconds; the tasks
+    a new worker runs before that would never be listed.
+    """
+    if conf.worker_send_task_events:
+        return
+    try:
+        client = redis.Redis.from_url(conf.broker_url, socket_timeout=2, socket_connect_timeout=2)
+        watching = client.exists(keys.flower_watching())
+    except (redis.RedisError, ValueError):
+        return  # not a Redis broker, or away: Flower turns events on when it sees us
+    if watching:
+        conf.worker_send_task_events = True
+        # Said once Celery's logging is set up (celeryd_after_setup).
+        celeryd_after_setup.connect(_say_a_flower_watches, weak=False)
+
+
+def _say_a_flower_watches(**_: Any) -> None:
+    logging.getLogger(__name__).info("a Flower is watching: task events from the first task")
+
+
+celeryd_init.connect(_events_if_a_flower_watches, weak=False)
 
 
 def _load() -> Celery:

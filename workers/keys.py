@@ -113,3 +113,9 @@ def batch_index() -> str:
 def batch_names() -> str:
     """Batch names to ids (a hash): a name given again resumes its batch."""
     return f"{PREFIX}batch-names"
+
+
+def flower_watching() -> str:
+    """Set while a Flower (``orchestration.flowerapp``) runs: a worker starting then sends
+    task events from its first task."""
+    return f"{PREFIX}flower-watching"

@@ -142,7 +142,9 @@ def wait_for_redis(client: redis.Redis, *, patience_s: float) -> bool:
     return False
 
 
-@app.task(name="chorus.call", bind=True)
+# TaskFailed is expected: Celery records the FAILURE and sends task-failed, but logs
+# it at INFO without a traceback (Task.throws); chorus logs the failure itself.
+@app.task(name="chorus.call", bind=True, throws=(TaskFailed,))
 def call(
     self: Task, request: dict[str, Any], options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -310,7 +312,7 @@ def receipt(envelope: Envelope, option: BatchOption) -> dict[str, Any]:
     }
 
 
-@app.task(name="chorus.fan_in", bind=True)
+@app.task(name="chorus.fan_in", bind=True, throws=(TaskFailed,))
 def fan_in_task(
     self: Task, results: list[Any], spec: dict[str, Any], options: dict[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -385,12 +385,17 @@ def samples(text: str, metric: str, /, **labels: str) -> list[float]:
 def task_events_on(log_dir: Path, count: int) -> bool:
     """Whether Flower has turned task events on in each of ``count`` workers logging there.
 
-    Workers start with task events off (they cost CPU while nobody watches);
-    Flower turns them on in every worker it sees (its --enable_events, every
-    5 s), and each worker logs it. Until then Flower lists no task.
+    Workers start with task events off (they cost CPU while nobody watches)
+    unless a Flower is already watching; Flower turns them on in every worker
+    it sees (its --enable_events, every 5 s), and each worker logs it. Until
+    then Flower lists no task.
     """
     logs = sorted(log_dir.glob("*.log"))
     return len(logs) == count and all(
-        "Events of group {task} enabled by remote" in log.read_text(errors="replace")
-        for log in logs
+        any(line in log.read_text(errors="replace") for line in EVENTS_ON_LINES) for log in logs
     )
+
+
+# What a worker logs when its task events go on: Flower turned them on, or the
+# worker started while a Flower was watching (workers.app).
+EVENTS_ON_LINES = ("Events of group {task} enabled by remote", "a Flower is watching")

@@ -10,13 +10,25 @@ until every worker logs that Flower turned them on, which proves that too.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis
 
+from localapi import LocalAPIServer
 from orchestration.batch import Batch
-from tests.integration.conftest import BRIEF, FAKE_API_KEY, Workers, eventually
+from tests.integration.conftest import (
+    BRIEF,
+    FAKE_API_KEY,
+    Workers,
+    eventually,
+    own_queue,
+    start_test_workers,
+)
 from tests.integration.fleet_helpers import Flower, running_flower, samples
+from workers import keys
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +39,9 @@ def flower(chorus_env: dict[str, str], workers: Workers) -> Iterator[Flower]:
         # wait until Flower has turned them on and hears every worker.
         eventually(lambda: started.sees_tasks_of(workers.log_dir, workers.names), timeout_s=30)
         yield started
+
+
+DONE = ("SUCCESS", "FAILURE")
 
 
 def _run_batch(size: int) -> Batch:
@@ -100,3 +115,55 @@ def test_flowers_metrics_show_its_own_figures_and_chorus_batch_and_limiter(
     assert samples(body, "chorus_up") == [1.0]
     assert samples(body, "chorus_limiter_granted_total", family="sonnet") == [4.0]
     assert FAKE_API_KEY not in body
+
+
+def test_flower_shows_a_failed_item_as_a_failure_and_finds_a_batch_by_its_name(
+    flower: Flower, workers: Workers, local_api: LocalAPIServer
+) -> None:
+    # Given a named batch of 5 whose item 3 the API refuses (400)
+    local_api.script([{"match": "Mixed item 3:", "responses": [{"status": 400, "message": "bad"}]}])
+    name = f"mixed-{uuid.uuid4().hex[:6]}"
+    items = [{"id": f"m-{i}", "prompt": f"Mixed item {i}: say hi."} for i in range(5)]
+    batch = Batch.submit(items, name=name, **BRIEF)
+    status = batch.wait(timeout_s=60)
+    assert (status.count("complete"), status.count("failed")) == (4, 1)
+
+    # Then Flower's search by the batch's name finds its five tasks
+    def named() -> dict[str, dict[str, Any]]:
+        found = flower.tasks(search=name)
+        return found if len(found) == 5 and all(t["state"] in DONE for t in found.values()) else {}
+
+    tasks = eventually(named, timeout_s=20)
+    # And the failed item is a FAILURE (what the Failed tab lists), the error type shown
+    failed = {tid: t for tid, t in tasks.items() if t["state"] == "FAILURE"}
+    assert len(failed) == status.count("failed") == 1
+    (task,) = failed.values()
+    assert "item=m-3" in str(task["args"])
+    assert "invalid_request_error" in str(task["exception"])
+    # And `state:FAILURE` finds it among every task Flower knows
+    assert set(failed) <= set(flower.tasks(search="state:FAILURE"))
+    # And the task-failed event reached Flower's counters (what an alert reads)
+    body = flower.get("/metrics").body
+    assert sum(samples(body, "flower_events_total", task="chorus.call", type="task-failed")) >= 1
+
+
+def test_a_worker_started_while_flower_runs_shows_its_first_task(
+    flower: Flower,
+    monkeypatch: pytest.MonkeyPatch,
+    chorus_env: dict[str, str],
+    redis_client: redis.Redis,
+) -> None:
+    # Given a running Flower's mark (each test starts with Redis emptied: it comes back)
+    eventually(lambda: redis_client.exists(keys.flower_watching()), timeout_s=15)
+    # And a worker started after Flower, on a queue of its own
+    env = own_queue(monkeypatch, "flower-first")
+    started = start_test_workers(chorus_env, 1, prefix="flower-first", extra_env=env)
+    try:
+        # When its very first task runs at once
+        batch = Batch.submit([{"id": "first", "prompt": "First task: say hi."}], **BRIEF)
+        assert batch.wait(timeout_s=60).count("complete") == 1
+        # Then Flower lists it (the worker sent events from the start: a Flower was watching)
+        eventually(lambda: len(flower.tasks(search=batch.id)) == 1, timeout_s=20)
+        assert "a Flower is watching" in started.logs()
+    finally:
+        started.fleet.stop()
