@@ -410,9 +410,7 @@ class Batch:
                         request.model_dump(mode="json", exclude_none=True),
                         {"batch": {"id": self.id, "index": index, "item": item_id, **extra}},
                     ),
-                    argsrepr=argsrepr(
-                        request, batch_id=self.id, item_id=item_id, batch_name=name
-                    ),
+                    argsrepr=argsrepr(request, batch_id=self.id, item_id=item_id, batch_name=name),
                     kwargsrepr="{}",
                 ).apply_async(producer=producer, ignore_result=True, declare=[], queue=queue)
 
