@@ -3,9 +3,10 @@
 docker-compose.yml is validated against the Compose Specification's JSON
 schema (vendored in tests/data), then read service by service for what the
 fleet promises: a durable, password-protected Redis, workers that scale,
-Flower behind basic auth on loopback, the local API under a profile. When
-Debian's ``docker-compose`` is installed (``make e2e`` installs it), its own
-``config`` command checks the file too.
+Flower behind basic auth on loopback, the local API under a profile, the API
+key in the workers' containers only, and no start with the example's empty
+secrets. When Debian's ``docker-compose`` is installed (``make e2e`` installs
+it), its own ``config`` command checks the file too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from config.settings import FamilyLimits, Settings, load_settings
 from tests.integration.fleet_helpers import (
@@ -33,15 +36,23 @@ from tests.integration.fleet_helpers import (
     read_env_file,
     render,
     require,
+    service_env,
     variables_in,
 )
 
 SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 SERVICES = {"redis", "worker", "flower", "localapi"}
+# What .env.example leaves empty and a user must set before anything starts.
+SECRETS = {"REDIS_PASSWORD": "pw-of-this-test", "FLOWER_BASIC_AUTH": "ops:flower-pw"}
+# The services that call the API, and so the only ones given its key.
+CALLERS = {"worker"}
+# Distinctive, so a copy anywhere is found by a plain substring search.
+KEY = "sk-ant-compose-CANARY-1d9e"
 
 
 def _rendered(**overrides: str) -> dict[str, Any]:
-    return render(load_compose(), {**read_env_file(ENV_EXAMPLE), **overrides})
+    """The compose file as Compose sees it with .env.example's secrets filled in."""
+    return render(load_compose(), {**read_env_file(ENV_EXAMPLE), **SECRETS, **overrides})
 
 
 def _setting_names() -> set[str]:
@@ -68,6 +79,17 @@ def _setting_names() -> set[str]:
 
     walk(Settings, "CHORUS_")
     return names | {"CHORUS_CONFIG_FILE"}
+
+
+def load_settings_from(env: dict[str, str]) -> Settings:
+    """chorus's settings as a process with exactly ``env`` (for chorus's variables) reads them."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(("CHORUS_", "ANTHROPIC_")):
+                patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return load_settings()
 
 
 def _listed(name: str) -> str:
@@ -118,10 +140,63 @@ def test_every_chorus_service_reaches_redis_with_the_password_from_env() -> None
 
 
 def test_the_compose_file_refuses_to_start_without_a_redis_password_or_flower_login() -> None:
-    env = read_env_file(ENV_EXAMPLE)
-    for name in ("REDIS_PASSWORD", "FLOWER_BASIC_AUTH"):
+    env = {**read_env_file(ENV_EXAMPLE), **SECRETS}
+    for name in SECRETS:
         with pytest.raises(MissingVariable, match=name):
             render(load_compose(), {**env, name: ""})
+
+
+def test_the_example_env_file_as_written_starts_nothing_and_says_to_set_its_secrets() -> None:
+    # Given .env.example copied to .env as it is
+    example = read_env_file(ENV_EXAMPLE)
+
+    # Then it holds no password that would work: each secret is empty
+    assert {name: example[name] for name in SECRETS} == dict.fromkeys(SECRETS, "")
+
+    # And the compose file refuses it, in one line that says what to set
+    with pytest.raises(MissingVariable) as refused:
+        render(load_compose(), example)
+    [line] = str(refused.value).splitlines()
+    assert re.fullmatch(
+        r"(REDIS_PASSWORD|FLOWER_BASIC_AUTH): set \1 in \.env to .+ of your own", line
+    )
+
+
+def test_every_use_of_a_secret_refuses_it_empty() -> None:
+    # `${NAME:?message}` stops Compose when NAME is unset or empty; a bare
+    # `${NAME}` or `${NAME:-default}` anywhere would let one service start without it.
+    text = COMPOSE_FILE.read_text()
+    for name in SECRETS:
+        uses = re.findall(r"\$\{" + name + r"(:?[-?]?)([^}]*)\}", text)
+        assert uses, f"{name} is not used"
+        assert all(op == ":?" and message.startswith(f"set {name} in .env") for op, message in uses)
+        assert not re.search(r"\$" + name + r"\b", text), f"a bare ${name}"
+
+
+def test_the_api_key_reaches_the_worker_containers_only(tmp_path: Path) -> None:
+    # Given an .env with the key under both names chorus reads
+    dotenv = {
+        **read_env_file(ENV_EXAMPLE),
+        **SECRETS,
+        "ANTHROPIC_API_KEY": KEY,
+        "CHORUS_ANTHROPIC_API_KEY": KEY,
+    }
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
+    services = render(load_compose(), dotenv)["services"]
+
+    # Then each container's environment (its env_file, then its `environment`)
+    # holds the key in the workers and nowhere else, every profile included
+    for name, service in services.items():
+        env = service_env(service, tmp_path, dotenv)
+        if name in CALLERS:
+            assert env["ANTHROPIC_API_KEY"] == KEY, name
+            assert load_settings_from(env).anthropic_api_key is not None
+        else:
+            holding = sorted(k for k, v in env.items() if KEY in v)
+            assert holding == [], f"{name} gets the API key in {holding}"
+            assert load_settings_from(env).anthropic_api_key is None, name
+        # ...and never on a command line, where `ps` would show it
+        assert KEY not in json.dumps(service.get("command", "")), name
 
 
 def test_workers_scale_no_fixed_name_no_host_port_one_process_each_with_a_healthcheck() -> None:
@@ -189,12 +264,15 @@ def test_env_example_states_the_real_defaults(monkeypatch: pytest.MonkeyPatch) -
     assert stated.price_for("claude-sonnet-5") == plain.price_for("claude-sonnet-5")
 
 
-def test_env_example_as_written_gives_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_example_with_its_secrets_set_gives_valid_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for name in list(os.environ):
         if name.startswith(("CHORUS_", "ANTHROPIC_")):
             monkeypatch.delenv(name)
     container_env = {
         **read_env_file(ENV_EXAMPLE),
+        **SECRETS,
         **_rendered()["services"]["worker"]["environment"],
     }
     for name, value in container_env.items():
@@ -244,7 +322,7 @@ def test_the_image_is_slim_non_root_and_built_without_secrets_or_the_venv() -> N
         assert (ROOT / needed).exists()
 
 
-def test_docker_compose_config_accepts_the_file_and_names_the_missing_password(
+def test_docker_compose_config_refuses_the_example_and_keeps_the_key_in_the_workers(
     tmp_path: Path,
 ) -> None:
     require(
@@ -252,31 +330,43 @@ def test_docker_compose_config_accepts_the_file_and_names_the_missing_password(
         "Debian's docker-compose is not installed (make e2e installs it); "
         "the schema test checks the file without it",
     )
+
+    def config(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker-compose", *args, "config"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     # docker-compose reads .env from the project directory: give it a copy of both.
     shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
-    shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
-    done = subprocess.run(
-        ["docker-compose", "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert "redis://:change-me-to-a-long-random-string@redis:6379/0" in done.stdout
-    services = subprocess.run(
-        ["docker-compose", "--profile", "offline", "config", "--services"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert set(services.stdout.split()) == SERVICES
-    # Without a password, compose itself refuses, naming the variable.
-    (tmp_path / ".env").write_text(
-        (tmp_path / ".env").read_text().replace("REDIS_PASSWORD=change-me", "#REDIS_PASSWORD=")
-    )
-    refused = subprocess.run(
-        ["docker-compose", "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    example = ENV_EXAMPLE.read_text()
+    (tmp_path / ".env").write_text(example)
+
+    # With .env.example as written, compose itself refuses, in one line saying what to set
+    refused = config()
     assert refused.returncode != 0
-    assert "set REDIS_PASSWORD in .env" in refused.stderr
+    [line] = refused.stderr.strip().splitlines()
+    assert "set REDIS_PASSWORD in .env to a long random string of your own" in line
+
+    # With the secrets and a key set, it accepts the file
+    filled = {**SECRETS, "ANTHROPIC_API_KEY": KEY}
+    for name, value in filled.items():
+        example = re.sub(rf"(?m)^{name}=$", f"{name}={value}", example)
+    (tmp_path / ".env").write_text(example)
+    done = config("--profile", "offline")
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert set(services) == SERVICES
+    assert services["worker"]["environment"]["CHORUS_BROKER_URL"] == (
+        "redis://:pw-of-this-test@redis:6379/0"
+    )
+    # And in what compose would start, only the workers hold the key
+    assert [name for name in sorted(services) if KEY in json.dumps(services[name])] == sorted(
+        CALLERS
+    )
 
 
 def test_the_image_carries_every_data_file_the_packages_read() -> None:
