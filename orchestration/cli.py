@@ -165,6 +165,7 @@ def call_cmd(
     "--log-dir",
     type=click.Path(file_okay=False),
     default=None,
+    metavar="DIR",
     help="Write each process's output to DIR/<node name>.log, rotated (default "
     "CHORUS_WORKER__LOG_DIR; unset: this terminal, each line led by its node name).",
 )
