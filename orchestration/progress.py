@@ -1,4 +1,6 @@
-"""The live view of a batch: a progress bar and what each item is doing, from the ledger."""
+"""The view of a batch as it runs, from the ledger: on a terminal a live progress bar
+and what each item is doing; elsewhere (a file, a pipe, CI) a plain line every few
+seconds."""
 
 from __future__ import annotations
 
@@ -35,10 +37,8 @@ class RateMeter:
         return (ended - first_n) / (now - first_t) if now > first_t else 0.0
 
 
-def describe(status: BatchStatus, rate: float) -> Text:
-    """One line of what is happening now."""
-    remaining = status.total - status.ended
-    eta = f"{remaining / rate:,.0f} s" if rate > 0 and remaining else "-"
+def _counts(status: BatchStatus) -> str:
+    """Items by outcome and by state: "complete 9 · failed 1 · running 2 · ..."."""
     parts = [f"{name.replace('_', ' ')} {n:,}" for name, n in status.outcomes.items()]
     parts += [
         f"running {status.count('running'):,}",
@@ -52,22 +52,39 @@ def describe(status: BatchStatus, rate: float) -> Text:
         parts.append(f"skipped for budget {status.count('skipped_budget'):,}")
     if status.count("paused"):
         parts.append(f"paused {status.count('paused'):,}")
-    line = Text(" · ".join(parts))
-    line.append(
-        f"\n{rate:,.1f} items/s · ETA {eta} · tokens {status.input_tokens:,} in / "
+    return " · ".join(parts)
+
+
+def _pace(status: BatchStatus, rate: float) -> str:
+    """Rate, time left, tokens and cost: "4.2 items/s · ETA 19 s · tokens ..."."""
+    remaining = status.total - status.ended
+    eta = f"{remaining / rate:,.0f} s" if rate > 0 and remaining else "-"
+    return (
+        f"{rate:,.1f} items/s · ETA {eta} · tokens {status.input_tokens:,} in / "
         f"{status.output_tokens:,} out · cost {_money(status.cost_usd)}"
         + (f" of {_money(status.max_cost_usd)}" if status.max_cost_usd else "")
     )
-    advice = outcome_advice(status)
-    if advice:
-        line.append(f"\n{advice}", style="yellow")
-    if status.pause_message:
-        line.append(f"\nPAUSED: {status.pause_message}", style="bold red")
-    elif status.stop == "cancelled":
-        line.append("\ncancelled: items not yet sent are skipped", style="yellow")
-    elif status.stop == "budget":
-        line.append("\nthe budget is reached: items not yet sent are skipped", style="yellow")
+
+
+def describe(status: BatchStatus, rate: float) -> Text:
+    """What is happening now, under the progress bar: counts, pace, and what needs the user."""
+    line = Text(_counts(status))
+    line.append(f"\n{_pace(status, rate)}")
+    for _, notice, style in _notices(status):
+        line.append(f"\n{notice}", style=style)
     return line
+
+
+def _notices(status: BatchStatus) -> list[tuple[str, str, str]]:
+    """What needs the user now, as (what it is about, the line, its style)."""
+    found = [(name, line, "yellow") for name, line in _advice(status)]
+    if status.pause_message:
+        found.append(("paused", f"PAUSED: {status.pause_message}", "bold red"))
+    elif status.stop == "cancelled":
+        found.append(("cancelled", "cancelled: items not yet sent are skipped", "yellow"))
+    elif status.stop == "budget":
+        found.append(("budget", "the budget is reached: items not yet sent are skipped", "yellow"))
+    return found
 
 
 # What to do about each outcome that is not a complete answer, said once per view.
@@ -87,16 +104,61 @@ ADVICE = {
 
 def outcome_advice(status: BatchStatus) -> str:
     """One line per outcome that needs the user, with the command that helps."""
-    lines = [
-        advice.format(n=f"{status.outcomes[name]:,}", batch=status.name or status.id)
+    return "\n".join(line for _, line in _advice(status))
+
+
+def _advice(status: BatchStatus) -> list[tuple[str, str]]:
+    return [
+        (name, advice.format(n=f"{status.outcomes[name]:,}", batch=status.name or status.id))
         for name, advice in ADVICE.items()
         if status.outcomes.get(name)
     ]
-    return "\n".join(lines)
 
 
-def follow(batch: Batch, console: Console, *, poll_s: float = 0.5) -> BatchStatus:
-    """Show the live view until the batch ends (or pauses with nothing in work)."""
+def plain_line(status: BatchStatus, rate: float) -> str:
+    """The batch in one line without styles, for a log: ids, ended/total, counts, pace."""
+    name = f" ({status.name})" if status.name else ""
+    percent = 100.0 * status.ended / status.total if status.total else 100.0
+    return (
+        f"{status.id}{name}: {status.ended:,}/{status.total:,} ended ({percent:.0f}%) · "
+        f"{_counts(status)} · {_pace(status, rate)}"
+    )
+
+
+# How often a plain view (no terminal) prints its line, in seconds.
+PLAIN_EVERY_S = 5.0
+
+
+def follow(
+    batch: Batch,
+    console: Console,
+    *,
+    poll_s: float = 0.5,
+    timeout_s: float | None = None,
+    plain_every_s: float = PLAIN_EVERY_S,
+) -> BatchStatus:
+    """Show the batch until every item ended, or it is paused with nothing in work;
+    returns its status then.
+
+    On a terminal the view is live: a progress bar, the counts, the pace, and
+    what needs the user. Elsewhere (``console`` writes to a file or a pipe)
+    :func:`plain_line` is printed every ``plain_every_s`` seconds and once at
+    the end, and each notice (advice, a pause) once when it first appears.
+    Follows as :meth:`Batch.wait` waits: items whose messages were lost are
+    sent again. ``poll_s``: seconds between reads of the ledger at most.
+
+    Raises:
+        TimeoutError: not ended within ``timeout_s`` seconds; the batch goes on.
+        BatchNotFound: the batch expired or was removed meanwhile.
+    """
+    if console.is_terminal and not console.is_dumb_terminal:
+        return _follow_live(batch, console, poll_s, timeout_s)
+    return _follow_plain(batch, console, poll_s, timeout_s, plain_every_s)
+
+
+def _follow_live(
+    batch: Batch, console: Console, poll_s: float, timeout_s: float | None
+) -> BatchStatus:
     meter = RateMeter()
     bar = Progress(
         TextColumn("[bold]{task.description}"),
@@ -105,20 +167,46 @@ def follow(batch: Batch, console: Console, *, poll_s: float = 0.5) -> BatchStatu
         TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
         console=console,
     )
-    status = batch.progress()
-    task = bar.add_task(batch.id, total=status.total or 1)
-    line = Text("")
-    with Live(Group(bar, line), console=console, refresh_per_second=4) as live:
-        while True:
-            status = batch.progress()
+    task = bar.add_task(batch.id, total=batch.progress().total or 1)
+    with Live(Group(bar, Text("")), console=console, refresh_per_second=4) as live:
+
+        def show(status: BatchStatus) -> None:
             rate = meter.add(status.ended)
             bar.update(task, completed=status.ended, total=status.total or 1)
-            line = describe(status, rate)
-            live.update(Group(bar, line))
-            if status.finished or status.stalled:
-                break
-            time.sleep(poll_s)
+            live.update(Group(bar, describe(status, rate)))
+
+        status = batch.wait(timeout_s, poll_s=poll_s, on_progress=show)
     console.print()
+    return status
+
+
+def _follow_plain(
+    batch: Batch, console: Console, poll_s: float, timeout_s: float | None, every_s: float
+) -> BatchStatus:
+    meter = RateMeter()
+    notices: set[str] = set()
+    shown = ""
+    shown_at = float("-inf")
+    rate = 0.0
+
+    def emit(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def show(status: BatchStatus) -> None:
+        nonlocal rate, shown, shown_at
+        now = time.monotonic()
+        rate = meter.add(status.ended, now)
+        for about, notice, _ in _notices(status):
+            if about not in notices:  # once each: its figures are in the lines
+                notices.add(about)
+                emit(notice)
+        if now - shown_at >= every_s:
+            shown, shown_at = plain_line(status, rate), now
+            emit(shown)
+
+    status = batch.wait(timeout_s, poll_s=poll_s, on_progress=show)
+    if plain_line(status, rate) != shown:
+        emit(plain_line(status, rate))
     return status
 
 
