@@ -7,7 +7,8 @@ answers from the prompt, and `localapi.runner` for serving it.
 
 from __future__ import annotations
 
-from localapi.config import LocalAPIConfig, parse_args
+from localapi.cli import parse_args
+from localapi.config import LocalAPIConfig
 from localapi.runner import LocalAPIServer, run
 from localapi.server import create_app
 

@@ -1,4 +1,4 @@
-"""The knobs of the local Anthropic API, as one value object and as command-line options.
+"""The knobs of the local Anthropic API, as one value object (its options: `localapi.cli`).
 
 `LocalAPIConfig` is frozen: a change at run time (`POST /_mock/config`,
 `LocalAPIServer.configure`) builds a new one with `with_changes`, which checks
@@ -7,9 +7,8 @@ names, types and ranges the same way the constructor does.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,54 +185,3 @@ class LocalAPIConfig:
             f"{latency}, limits: {', '.join(limits) or 'unlimited'}, "
             f"faults: {', '.join(faults) or 'none'}"
         )
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    defaults = LocalAPIConfig()
-    parser = argparse.ArgumentParser(
-        prog="chorus mock-api",
-        description="Serve a local stand-in for the Anthropic Messages API.",
-    )
-    add = parser.add_argument
-    add("--host", default=defaults.host, help="interface to listen on (default %(default)s)")
-    add("--port", type=int, default=defaults.port, help="0 picks a free port (default %(default)s)")
-    add("--latency-ms", type=float, default=defaults.latency_ms, help="base latency per call")
-    add("--jitter-ms", type=float, default=defaults.jitter_ms, help="uniform ± jitter on latency")
-    add("--ms-per-output-token", type=float, default=defaults.ms_per_output_token)
-    for name in ("rpm", "itpm", "otpm"):
-        add(f"--{name}", type=int, default=None, help="limit per minute (default unlimited)")
-    add("--limit-interval-s", type=float, default=defaults.limit_interval_s,
-        help="seconds over which each limit is enforced (1: the strictest documented)")  # fmt: skip
-    for kind in FAULT_KINDS:
-        add(f"--rate-{kind}", type=_fraction, default=0.0, help=f"fraction of calls given {kind}")
-    add("--hang-s", type=float, default=defaults.hang_s, help="how long a hung call sleeps")
-    add("--retry-after-s", type=float, default=defaults.retry_after_s, help="for injected 429s")
-    add("--seed", type=int, default=defaults.seed, help="seeds replies, faults and jitter")
-    add("--api-key", default=None, help="accept only this key (default: any non-empty key)")
-    add("--context-window", type=int, default=None, help="in tokens (default: the model's)")
-    add("--max-output-tokens", type=int, default=None, help="(default: the model's)")
-    add("--thinking-scale", type=float, default=defaults.thinking_scale,
-        help="scales how much adaptive thinking spends")  # fmt: skip
-    add("--max-body-bytes", type=int, default=defaults.max_body_bytes)
-    add("--reply-min-tokens", type=int, default=defaults.reply_min_tokens)
-    add("--reply-max-tokens", type=int, default=defaults.reply_max_tokens)
-    add("--script", dest="script_path", default=None, help="JSON file of script rules")
-    add("--log-size", type=int, default=defaults.log_size, help="request-log entries kept")
-    return parser
-
-
-def parse_args(argv: Sequence[str] | None = None) -> LocalAPIConfig:
-    """Parse command-line options; argparse exits with status 2 on a bad value."""
-    parser = build_parser()
-    namespace = parser.parse_args(argv)
-    try:
-        return LocalAPIConfig(**vars(namespace))
-    except ValueError as exc:
-        parser.error(str(exc))

@@ -32,15 +32,25 @@ def load_settings_or_exit() -> Settings:
 
 
 def warn_if_no_worker() -> None:
-    from orchestration.client import workers_online
+    from orchestration.queueing import workers_consuming
 
-    if not workers_online(timeout_s=1.0):
-        queue = get_settings().worker.queue
+    queue = get_settings().worker.queue
+    if not workers_consuming(queue):
         err.print(
-            f"chorus: no worker answered; the work is queued on {queue!r} and runs when one "
-            "starts (`chorus worker`)",
+            f"chorus: no worker consumes the queue {queue!r}; the work waits there and runs "
+            "when one starts (`chorus worker`)",
             markup=False,
         )
+
+
+# The exit status of a command stopped by Ctrl-C (128 + SIGINT), as a shell's.
+INTERRUPTED = 130
+
+
+def interrupted(message: str) -> None:
+    """Say what Ctrl-C left behind, on a line of its own, and exit 130."""
+    click.echo(err=True)  # the terminal shows ^C where the cursor was
+    fail(message, INTERRUPTED)
 
 
 def with_redis() -> Settings:
@@ -55,29 +65,84 @@ def with_redis() -> Settings:
     return get_settings()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+class ChorusGroup(click.Group):
+    """The ``chorus`` group; a command named in ``LAZY`` is imported only when used
+    or listed (``mock-api`` brings the local API and aiohttp: 0.4 s of imports that
+    every other command would pay)."""
+
+    LAZY = {"mock-api": ("localapi.cli", "mock_api")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            import importlib
+
+            module, name = self.LAZY[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=ChorusGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chorus", message="chorus %(version)s")
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """chorus: many Claude calls in parallel across Celery workers, under one rate limit."""
+    from orchestration.queueing import release_results
+
+    # Before the interpreter shuts down, or Celery's result objects print tracebacks then.
+    ctx.call_on_close(release_results)
 
 
 # output_config.effort: how much a model thinks, where it thinks (config.models.EFFORTS).
 EFFORT = click.Choice(["low", "medium", "high", "xhigh", "max"])
+# One call rarely needs more; a long generation can be given more with --timeout.
+CALL_TIMEOUT_S = 300.0
+WAIT_FOR_WORKER = click.option(
+    "--wait-for-worker",
+    is_flag=True,
+    help="Send even when no worker consumes the queue, and wait (up to --timeout) for one "
+    "to start. Without it nothing is sent then, and the exit status is 1.",
+)
+PATTERN_TIMEOUT_S = 900.0
+# How long `chorus wait` and `chorus submit --wait` follow a batch.
+WAIT_TIMEOUT = click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    show_default="no limit",
+    help="Seconds to follow the batch; then exit 1, the batch going on.",
+)
 
 
 @main.command("call")
 @click.argument("prompt")
-@click.option("--model", help="Claude model (default: CHORUS_ANTHROPIC__DEFAULT_MODEL).")
-@click.option("--max-tokens", type=int, default=None, help="Output token cap (default 2048).")
+@click.option(
+    "--model",
+    show_default="CHORUS_ANTHROPIC__DEFAULT_MODEL",
+    help="Claude model.",
+)
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=None,
+    show_default="2048",
+    help="Output token cap; thinking counts against it.",
+)
 @click.option("--system", help="System prompt.")
 @click.option("--effort", type=EFFORT, help="output_config.effort: how much the model thinks.")
 @click.option(
     "--timeout",
     "timeout_s",
-    type=float,
-    default=900.0,
+    type=click.FloatRange(min=0, min_open=True),
+    default=CALL_TIMEOUT_S,
     show_default=True,
-    help="Seconds to wait for the answer.",
+    help="Seconds to wait for the answer. A call no worker has taken by then is taken "
+    "off the queue; one a worker runs still ends, and its answer is stored.",
 )
+@WAIT_FOR_WORKER
 @click.option("--json", "as_json", is_flag=True, help="Print the whole envelope as JSON.")
 def call_cmd(
     prompt: str,
@@ -86,9 +151,16 @@ def call_cmd(
     system: str | None,
     effort: str | None,
     timeout_s: float,
+    wait_for_worker: bool,
     as_json: bool,
 ) -> None:
-    """Enqueue one call, wait for it, print the answer, usage and attempts."""
+    """Send one call, wait for it, print the answer; usage and attempts on stderr.
+
+    Exit status: 0 for a complete answer; 1 when the answer is not complete, the
+    call failed, no worker consumes the queue, or --timeout passed; 2 for a bad
+    option or setting; 130 after Ctrl-C. A call no worker has taken when the
+    command gives up is taken off the queue: it is never sent later, unseen.
+    """
     from celery.exceptions import TimeoutError as CeleryTimeout
 
     from orchestration.client import DEFAULT_MAX_TOKENS, request_from_prompt, submit, wait
@@ -105,12 +177,14 @@ def call_cmd(
         )
     except InvalidRequest as exc:
         fail(f"invalid request: {exc}")
-    warn_if_no_worker()
+    queue = _require_worker("call", wait_for_worker, timeout_s)
     result = submit(request)
     try:
         envelope = wait(result, timeout_s=timeout_s)
     except CeleryTimeout:
-        fail(f"no answer within {timeout_s:g} s (task {result.id} is still queued or running)", 1)
+        fail(f"no answer within {timeout_s:g} s; {_give_up(result.id, queue)}", 1)
+    except KeyboardInterrupt:
+        interrupted(f"interrupted; {_give_up(result.id, queue)}")
     if as_json:
         console.print_json(envelope.model_dump_json())
     elif envelope.outcome.answered:
@@ -141,6 +215,44 @@ def call_cmd(
         )
 
 
+def _require_worker(what: str, wait_for_worker: bool, timeout_s: float) -> str:
+    """The queue, once a worker consumes it; without one, exit 1 before anything is
+    sent, unless ``wait_for_worker`` (then say how long it will be waited for)."""
+    from orchestration.queueing import workers_consuming
+
+    queue = get_settings().worker.queue
+    if workers_consuming(queue):
+        return queue
+    if not wait_for_worker:
+        fail(
+            f"no worker consumes the queue {queue!r}, so the {what} was not sent: start one "
+            "(`chorus worker`), or pass --wait-for-worker to send it and wait for one",
+            1,
+        )
+    err.print(
+        f"chorus: no worker consumes the queue {queue!r} yet; waiting up to {timeout_s:g} s "
+        "for one to start and answer",
+        markup=False,
+    )
+    return queue
+
+
+def _give_up(task_id: str, queue: str) -> str:
+    """Take a call nobody waits for any more off its queue; say what became of it."""
+    from orchestration.queueing import take_back
+
+    try:
+        taken_back = take_back(task_id, queue)
+    except Exception as exc:  # the broker went away: say so, not a traceback
+        return f"the call (task {task_id}) could not be taken off the queue: {exc}"
+    if taken_back:
+        return "no worker had taken the call: it was taken off the queue, nothing was sent"
+    return (
+        f"a worker had taken the call (task {task_id}): it still ends, and its answer is "
+        "stored, so the same command run again is answered from the store, not paid twice"
+    )
+
+
 @main.command(
     "worker",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
@@ -159,7 +271,13 @@ def call_cmd(
     help="Threads per process (default CHORUS_WORKER__CONCURRENCY).",
 )
 @click.option("--pool", "-P", default=None, help="Celery pool (default threads).")
-@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.option(
+    "--loglevel",
+    "-l",
+    default="INFO",
+    show_default=True,
+    help="Celery's log level (DEBUG, INFO, WARNING, ...).",
+)
 @click.option("--name", default="chorus", show_default=True, help="Node name prefix.")
 @click.option(
     "--log-dir",
@@ -233,22 +351,19 @@ def worker_cmd(
     raise SystemExit(max(codes, default=0))
 
 
-@main.command(
-    "mock-api",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def mock_api_cmd(args: tuple[str, ...]) -> None:
-    """Run the local Anthropic API (chorus mock-api --help for its options)."""
-    from localapi.__main__ import main as localapi_main
-
-    raise SystemExit(localapi_main(list(args)))
-
-
 def _pattern_common(fn: Any) -> Any:
-    fn = click.option("--model", help="Claude model for every call.")(fn)
-    fn = click.option("--max-tokens", type=int, default=None, help="Output cap per call.")(fn)
+    fn = click.option(
+        "--model",
+        show_default="CHORUS_ANTHROPIC__DEFAULT_MODEL",
+        help="Claude model for every call.",
+    )(fn)
+    fn = click.option(
+        "--max-tokens",
+        type=int,
+        default=None,
+        show_default="2048",
+        help="Output token cap per call; thinking counts against it.",
+    )(fn)
     fn = click.option(
         "--effort", type=EFFORT, help="output_config.effort of every call: how much it thinks."
     )(fn)
@@ -258,7 +373,16 @@ def _pattern_common(fn: Any) -> Any:
         show_default=True,
         help="Branches that must succeed: a count (2) or a ratio (0.5).",
     )(fn)
-    fn = click.option("--timeout", "timeout_s", type=float, default=900.0, show_default=True)(fn)
+    fn = click.option(
+        "--timeout",
+        "timeout_s",
+        type=click.FloatRange(min=0, min_open=True),
+        default=PATTERN_TIMEOUT_S,
+        show_default=True,
+        help="Seconds to wait for the result. Branches no worker has taken by then are "
+        "taken off the queue and the fan-in is revoked; branches a worker runs still end.",
+    )(fn)
+    fn = WAIT_FOR_WORKER(fn)
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(fn)
 
 
@@ -274,29 +398,60 @@ def _min_success(value: str) -> int | float:
         raise
 
 
-def _run_pattern(start: Any, timeout_s: float, as_json: bool) -> None:
+def _run_pattern(build: Any, timeout_s: float, as_json: bool, wait_for_worker: bool) -> None:
+    """Build and start a pattern, wait for it, print it; exit 1 if it failed, timed out or
+    found no worker, 130 on Ctrl-C."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
-    from orchestration.patterns import PatternError
+    from orchestration.patterns import Pattern, PatternError
     from orchestration.report import print_pattern
     from workers.errors import InvalidRequest
 
     try:
-        handle = start()
+        pattern: Pattern = build()
+        pattern.signature()  # checks every argument before a worker is looked for
     except (InvalidRequest, PatternError) as exc:
         fail(str(exc))
-    warn_if_no_worker()
+    queue = _require_worker(pattern.kind, wait_for_worker, timeout_s)
+    try:
+        handle = pattern.start()
+    except PatternError as exc:
+        fail(str(exc))
     try:
         result = handle.wait(timeout_s)
     except CeleryTimeout:
         progress = handle.progress()
-        fail(f"not done within {timeout_s:g} s ({progress.done}/{progress.total} branches)", 1)
+        fail(
+            f"not done within {timeout_s:g} s ({progress.done}/{progress.total} branches); "
+            f"{_give_up_pattern(handle, queue)}",
+            1,
+        )
+    except KeyboardInterrupt:
+        interrupted(f"interrupted; {_give_up_pattern(handle, queue)}")
     if as_json:
         console.print_json(result.model_dump_json())
     else:
         print_pattern(result, console, err)
     if not result.ok:
         raise SystemExit(1)
+
+
+def _give_up_pattern(handle: Any, queue: str) -> str:
+    """Take a pattern nobody waits for any more off its queue; say what became of it."""
+    from orchestration.queueing import take_back
+
+    header = handle.result.parent
+    branches = [str(child.id) for child in (header.results if header is not None else [])]
+    try:
+        taken_back = sum(take_back(task_id, queue) for task_id in branches)
+        take_back(str(handle.result.id), queue)  # the fan-in, revoked if not queued yet
+    except Exception as exc:  # the broker went away: say so, not a traceback
+        return f"its tasks could not be taken off the queue: {exc}"
+    running = len(branches) - taken_back
+    return (
+        f"{taken_back} branch(es) no worker had taken were taken off the queue and the "
+        f"fan-in was revoked; {running} taken by a worker still end, their answers stored"
+    )
 
 
 def _read_document(path: str) -> str:
@@ -312,14 +467,27 @@ def _read_document(path: str) -> str:
 
 @main.command("vote")
 @click.argument("prompt")
-@click.option("-n", "n", type=int, default=5, show_default=True, help="Samples.")
-@click.option("--strategy", type=click.Choice(["majority", "judge"]), default="majority")
-@click.option("--early-stop", is_flag=True, help="Revoke unsent samples once decided.")
+@click.option("-n", "n", type=int, default=5, show_default=True, help="Samples to draw.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["majority", "judge"]),
+    default="majority",
+    show_default=True,
+    help="majority: the answer most samples give; judge: one more call picks the best "
+    "sample and says why.",
+)
+@click.option(
+    "--early-stop",
+    is_flag=True,
+    help="Once one answer holds a majority of n, samples not yet sent are not sent.",
+)
 @click.option(
     "--normalize",
     type=click.Choice(["text", "exact", "first_line", "number", "choice"]),
     default="text",
     show_default=True,
+    help="How answers are compared: text (case, spaces and end punctuation ignored), exact, "
+    "first_line, number (the first number), choice (the first letter A-J).",
 )
 @click.option("--system", help="System prompt.")
 @_pattern_common
@@ -335,6 +503,7 @@ def vote_cmd(
     effort: str | None,
     min_success: str,
     timeout_s: float,
+    wait_for_worker: bool,
     as_json: bool,
 ) -> None:
     """Sample PROMPT n times; print the consensus (or the judge's pick) and the vote table."""
@@ -343,7 +512,7 @@ def vote_cmd(
 
     with_redis()
 
-    def start() -> Any:
+    def build() -> Any:
         request = request_from_prompt(
             prompt,
             model=model,
@@ -358,9 +527,9 @@ def vote_cmd(
             early_stop=early_stop,
             normalize=normalize,
             min_success=_min_success(min_success),
-        ).start()
+        )
 
-    _run_pattern(start, timeout_s, as_json)
+    _run_pattern(build, timeout_s, as_json, wait_for_worker)
 
 
 ASPECT_PROMPT = "Review the document below for {aspect}. Be specific and brief.\n\n{document}"
@@ -389,8 +558,20 @@ def _aspect_requests(
 
 @main.command("section")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--aspect", "aspects", multiple=True, required=True, help="One section per aspect.")
-@click.option("--merge", type=click.Choice(["concat", "synthesize"]), default="concat")
+@click.option(
+    "--aspect",
+    "aspects",
+    multiple=True,
+    required=True,
+    help="One section per aspect (give it once per aspect).",
+)
+@click.option(
+    "--merge",
+    type=click.Choice(["concat", "synthesize"]),
+    default="concat",
+    show_default=True,
+    help="concat: the sections under headings; synthesize: one more call merges them.",
+)
 @_pattern_common
 def section_cmd(
     file: str,
@@ -401,6 +582,7 @@ def section_cmd(
     effort: str | None,
     min_success: str,
     timeout_s: float,
+    wait_for_worker: bool,
     as_json: bool,
 ) -> None:
     """Review FILE once per --aspect in parallel; merge the sections."""
@@ -410,7 +592,7 @@ def section_cmd(
     document = _read_document(file)
     with_redis()
 
-    def start() -> Any:
+    def build() -> Any:
         limit = max_tokens or DEFAULT_MAX_TOKENS
         requests = _aspect_requests(document, aspects, model, limit, effort)
         return Section(
@@ -419,14 +601,20 @@ def section_cmd(
             min_success=_min_success(min_success),
             model=model,
             max_tokens=limit,
-        ).start()
+        )
 
-    _run_pattern(start, timeout_s, as_json)
+    _run_pattern(build, timeout_s, as_json, wait_for_worker)
 
 
 @main.command("fanout")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--aspect", "aspects", multiple=True, required=True, help="One subtask per aspect.")
+@click.option(
+    "--aspect",
+    "aspects",
+    multiple=True,
+    required=True,
+    help="One research call per aspect (give it once per aspect).",
+)
 @click.option("--synthesize", required=True, help="The instruction for the synthesis call.")
 @_pattern_common
 def fanout_cmd(
@@ -438,6 +626,7 @@ def fanout_cmd(
     effort: str | None,
     min_success: str,
     timeout_s: float,
+    wait_for_worker: bool,
     as_json: bool,
 ) -> None:
     """Research FILE from each --aspect in parallel, then synthesise one answer."""
@@ -447,7 +636,7 @@ def fanout_cmd(
     document = _read_document(file)
     with_redis()
 
-    def start() -> Any:
+    def build() -> Any:
         limit = max_tokens or DEFAULT_MAX_TOKENS
         requests = _aspect_requests(document, aspects, model, limit, effort)
         return FanOut(
@@ -456,9 +645,9 @@ def fanout_cmd(
             min_success=_min_success(min_success),
             model=model,
             max_tokens=limit,
-        ).start()
+        )
 
-    _run_pattern(start, timeout_s, as_json)
+    _run_pattern(build, timeout_s, as_json, wait_for_worker)
 
 
 def _batch(id_or_name: str) -> Any:
@@ -478,22 +667,52 @@ def _batch(id_or_name: str) -> Any:
     type=click.Path(dir_okay=False),
     help="A text file with {field} placeholders filled from each item.",
 )
-@click.option("--prompt-field", help="The field holding each item's prompt (default: prompt).")
-@click.option("--model", help="Model for items that name none.")
-@click.option("--max-tokens", type=int, default=None, help="Output cap for items that set none.")
+@click.option(
+    "--prompt-field",
+    show_default="prompt",
+    help='The field holding each item\'s prompt ({"id": ..., FIELD: ...} lines).',
+)
+@click.option(
+    "--model",
+    show_default="CHORUS_ANTHROPIC__DEFAULT_MODEL",
+    help="Model for items that name none.",
+)
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=None,
+    show_default="2048",
+    help="Output token cap for items that set none; thinking counts against it.",
+)
 @click.option("--system", help="System prompt for items that set none.")
 @click.option("--effort", type=EFFORT, help="output_config.effort for items that set none.")
-@click.option("--vote", type=int, default=None, help="Sample each item N times; keep the majority.")
-@click.option("--name", help="Name the batch; submitting under the same name resumes it.")
+@click.option(
+    "--vote",
+    type=int,
+    default=None,
+    help="Sample each item N times and keep the majority answer.",
+)
+@click.option(
+    "--name",
+    show_default="none: a new batch each time",
+    help="Name the batch; submitting the same file under the same name resumes it.",
+)
 @click.option(
     "--max-cost",
     "max_cost",
-    type=float,
+    type=click.FloatRange(min=0),
     default=None,
+    show_default="no budget",
     help="Budget in USD: once reached, items not yet sent are skipped.",
 )
 @click.option("--skip-invalid", is_flag=True, help="Enqueue the valid lines, report the rest.")
-@click.option("--wait", "wait_", is_flag=True, help="Follow the batch with a live progress bar.")
+@click.option(
+    "--wait",
+    "wait_",
+    is_flag=True,
+    help="Then follow the batch until it ends, as `chorus wait` does.",
+)
+@WAIT_TIMEOUT
 def submit_cmd(
     file: str,
     template_file: str | None,
@@ -507,11 +726,17 @@ def submit_cmd(
     max_cost: float | None,
     skip_invalid: bool,
     wait_: bool,
+    timeout_s: float | None,
 ) -> None:
-    """Validate a JSONL FILE, enqueue its items, print the batch id."""
+    """Validate a JSONL FILE, enqueue its items, print the batch id.
+
+    With --wait, follow it as `chorus wait` does (and with its exit status).
+    """
     from orchestration.batch import Batch, InvalidBatchFile, StateUnavailable
     from orchestration.batchfile import BatchInputError
 
+    if timeout_s is not None and not wait_:
+        fail("--timeout goes with --wait")
     template = None
     if template_file is not None:
         try:
@@ -563,13 +788,25 @@ def submit_cmd(
     err.print(f"chorus: {report.enqueued:,} items enqueued{note}", markup=False)
     warn_if_no_worker()
     if wait_:
-        _follow(batch)
+        _follow(batch, name or batch.id, timeout_s)
 
 
-def _follow(batch: Any) -> None:
+def _follow(batch: Any, ref: str, timeout_s: float | None = None) -> None:
+    """Show ``batch`` until it ends, then its table; exit 3 if it is paused with nothing
+    left to run, 1 after ``timeout_s`` seconds, 130 on Ctrl-C (the last two leave it
+    running). ``ref``: what the user calls it, for the commands suggested."""
+    from orchestration.batch import BatchNotFound
     from orchestration.progress import follow, status_table
 
-    status = follow(batch, err)
+    goes_on = f"`chorus wait {ref}` follows it again, `chorus cancel {ref}` stops it"
+    try:
+        status = follow(batch, err, timeout_s=timeout_s)
+    except TimeoutError:
+        fail(f"batch {ref} not done within {timeout_s:g} s; it goes on: {goes_on}", 1)
+    except KeyboardInterrupt:
+        interrupted(f"stopped following batch {ref}; it goes on: {goes_on}")
+    except BatchNotFound as exc:
+        fail(str(exc), 1)
     err.print(status_table(status))
     if status.stalled:
         raise SystemExit(3)
@@ -577,15 +814,22 @@ def _follow(batch: Any) -> None:
 
 @main.command("wait")
 @click.argument("batch_ref", metavar="BATCH")
-def wait_cmd(batch_ref: str) -> None:
-    """Follow a batch with the live progress bar until it ends."""
+@WAIT_TIMEOUT
+def wait_cmd(batch_ref: str, timeout_s: float | None) -> None:
+    """Follow a batch until it ends, then print its status.
+
+    On a terminal the view is a live progress bar; otherwise one line every 5
+    seconds. Exit status: 0 when every item ended, 3 when the batch is paused
+    with nothing left to run (`chorus resume`), 1 after --timeout, 130 after
+    Ctrl-C; the last two leave the batch running.
+    """
     with_redis()
-    _follow(_batch(batch_ref))
+    _follow(_batch(batch_ref), batch_ref, timeout_s)
 
 
 @main.command("status")
 @click.argument("batch_ref", metavar="BATCH")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole status as JSON.")
 def status_cmd(batch_ref: str, as_json: bool) -> None:
     """A batch's counts, tokens, cost and errors (constant time, whatever its size)."""
     from orchestration.progress import status_table
@@ -599,7 +843,9 @@ def status_cmd(batch_ref: str, as_json: bool) -> None:
 
 
 @main.command("ls")
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Batches to list."
+)
 def ls_cmd(limit: int) -> None:
     """The newest batches."""
     from rich import box
@@ -631,7 +877,11 @@ def ls_cmd(limit: int) -> None:
 @main.command("results")
 @click.argument("batch_ref", metavar="BATCH")
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="Write here (default stdout)."
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    show_default="stdout",
+    help="Write the JSON lines to this file.",
 )
 @click.option("--failed", "failed_only", is_flag=True, help="Only the failed items.")
 @click.option(
@@ -675,7 +925,7 @@ def cancel_cmd(batch_ref: str) -> None:
     "--failed",
     "all_failed",
     is_flag=True,
-    help="Every item without a complete answer (the default).",
+    help="Every item without a complete answer: what no option means too.",
 )
 @click.option("--truncated", is_flag=True, help="Items cut off at max_tokens (thinking included).")
 @click.option("--refused", is_flag=True, help="Items the model declined (stop_reason refusal).")
@@ -688,7 +938,11 @@ def cancel_cmd(batch_ref: str) -> None:
     "context_exceeded, paused_turn, empty, failed, ...); may be given more than once.",
 )
 @click.option(
-    "--max-tokens", type=int, default=None, help="Send them with this output cap instead."
+    "--max-tokens",
+    type=int,
+    default=None,
+    show_default="each item's own",
+    help="Send them with this output token cap instead.",
 )
 def retry_cmd(
     batch_ref: str,
@@ -699,6 +953,9 @@ def retry_cmd(
     max_tokens: int | None,
 ) -> None:
     """Run again a batch's items that ended without a complete answer.
+
+    With no option, every one of them; --truncated, --refused and --outcome
+    choose some (they add up).
 
     An answer that came back incomplete (truncated, refused, ...) is asked
     again, not served from the result store. A truncated answer is likely to
@@ -782,7 +1039,14 @@ def rm_cmd(batch_ref: str) -> None:
 @main.command("limits")
 @click.option("--live", is_flag=True, help="Show current levels, waits and cooldowns from Redis.")
 @click.option("--once", is_flag=True, help="With --live: print one snapshot and exit.")
-@click.option("--interval", "interval_s", type=float, default=1.0, show_default=True)
+@click.option(
+    "--interval",
+    "interval_s",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="With --live: seconds between refreshes.",
+)
 def limits_cmd(live: bool, once: bool, interval_s: float) -> None:
     """The rate limits per model family, or (--live) the buckets as they are now."""
     from orchestration.limits_view import configured_table, live_table
@@ -820,6 +1084,7 @@ def redis_group() -> None:
 
 @redis_group.command("status")
 def redis_status() -> None:
+    """The configured Redis (whether it answers), and the private one if chorus started it."""
     from orchestration.embedded import recorded_private_redis, redis_answers
 
     settings = load_settings_or_exit()
@@ -832,6 +1097,7 @@ def redis_status() -> None:
 
 @redis_group.command("stop")
 def redis_stop() -> None:
+    """Stop the private redis-server chorus started, if one runs."""
     from orchestration.embedded import stop_private_redis
 
     private = stop_private_redis()
@@ -842,4 +1108,4 @@ def redis_stop() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="chorus")

@@ -307,6 +307,9 @@ def test_the_vote_command_prints_the_winner_the_table_and_the_bill(
     assert "votes" in done.stderr and "agreement: 67%" in done.stderr
     assert "success rate 100% (3/3)" in done.stderr
     assert "3 API calls" in done.stderr and "cost $" in done.stderr
+    # Nothing on stderr but the report: no traceback from Celery's results at exit.
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert "success rate" in done.stderr.splitlines()[-1]
 
 
 def test_the_section_command_reviews_a_file_per_aspect(
@@ -327,6 +330,9 @@ def test_the_section_command_reviews_a_file_per_aspect(
     assert "## clarity\n\nClear." in done.stdout
     assert "this section failed: invalid_request_error 400: no" in done.stdout
     assert "success rate 50% (1/2)" in done.stderr
+    # Nothing on stderr but the report: no traceback from Celery's results at exit.
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert "success rate" in done.stderr.splitlines()[-1]
 
 
 def test_the_section_command_refuses_an_empty_file(tmp_path: Path) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import click
 import pytest
 
-from localapi.config import LocalAPIConfig, parse_args
+from localapi.cli import mock_api, parse_args
+from localapi.config import LocalAPIConfig
 
 
 def test_defaults_match_the_documented_ones() -> None:
@@ -25,13 +29,29 @@ def test_options_become_fields() -> None:
     assert config.rate_hang == 0.05
 
 
+def test_every_field_is_an_option_with_help_and_the_configs_default() -> None:
+    options = {p.name: p for p in mock_api.params if isinstance(p, click.Option)}
+    for field in dataclasses.fields(LocalAPIConfig):
+        assert field.name in options, f"LocalAPIConfig.{field.name} has no option"
+        option = options[field.name]
+        assert option.help, f"{option.opts[0]} has no help"
+        if field.default is not None:
+            assert option.default == field.default and option.show_default, option.opts[0]
+
+
+def test_fault_options_take_dashes_and_their_old_underscores() -> None:
+    assert parse_args(["--rate-pause-turn", "0.1"]).rate_pause_turn == 0.1
+    assert parse_args(["--rate-stream_cut", "0.2"]).rate_stream_cut == 0.2
+
+
 def test_bad_options_exit_with_usage_status(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         parse_args(["--rate-500", "1.5"])
     assert exited.value.code == 2
     with pytest.raises(SystemExit):
         parse_args(["--rate-500", "0.6", "--rate-529", "0.6"])
-    assert "chorus mock-api" in capsys.readouterr().err
+    shown = capsys.readouterr().err
+    assert "Usage: chorus mock-api" in shown and "their sum must not exceed 1" in shown
 
 
 def test_run_time_changes_are_checked() -> None:

@@ -1,0 +1,256 @@
+"""`chorus mock-api` (also `python -m localapi`): the local API's command-line options.
+
+Every field of `LocalAPIConfig` is an option, named after it (`latency_ms` is
+`--latency-ms`, `script_path` is `--script`), with the config's own default.
+A value the config refuses (fault rates adding up past 1, a negative
+latency) is a usage error: exit status 2 and the config's reason.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from localapi.config import FAULT_KINDS, LocalAPIConfig
+
+PROG = "chorus mock-api"
+_DEFAULTS = LocalAPIConfig()
+
+# What each injected fault does to a call (localapi.handlers).
+FAULT_HELP = {
+    "429": "a 429 rate_limit_error with retry-after (--retry-after-s)",
+    "529": "a 529 overloaded_error",
+    "500": "a 500 api_error",
+    "hang": "silence for --hang-s, then a 500",
+    "malformed": "a 200 whose JSON breaks off half way (a stream is cut instead)",
+    "refusal": "stop_reason refusal",
+    "context_exceeded": "stop_reason model_context_window_exceeded",
+    "pause_turn": "stop_reason pause_turn (a server tool paused the turn)",
+    "stream_error": "an error event half way through a stream (unstreamed calls: no fault)",
+    "stream_cut": "a stream whose connection drops half way (unstreamed calls: no fault)",
+}
+
+LIMIT_HELP = {
+    "rpm": "Requests per minute the API accepts (0: unlimited).",
+    "itpm": "Input tokens per minute the API accepts (0: unlimited).",
+    "otpm": "Output tokens per minute the API accepts (0: unlimited).",
+}
+
+
+def _options(command: Any) -> Any:
+    """Decorate ``command`` with one option per config field (in --help's order)."""
+    options = [
+        click.option(
+            "--host",
+            default=_DEFAULTS.host,
+            show_default=True,
+            help="Interface to listen on (0.0.0.0: every interface).",
+        ),
+        click.option(
+            "--port",
+            type=click.IntRange(0, 65535),
+            default=_DEFAULTS.port,
+            show_default=True,
+            help="Port to listen on; 0 picks a free one (the banner says which).",
+        ),
+        click.option(
+            "--latency-ms",
+            type=click.FloatRange(min=0),
+            default=_DEFAULTS.latency_ms,
+            show_default=True,
+            help="Time each call takes before it answers, in milliseconds.",
+        ),
+        click.option(
+            "--jitter-ms",
+            type=click.FloatRange(min=0),
+            default=_DEFAULTS.jitter_ms,
+            show_default=True,
+            help="Uniform ± jitter on the latency, in milliseconds.",
+        ),
+        click.option(
+            "--ms-per-output-token",
+            type=click.FloatRange(min=0),
+            default=_DEFAULTS.ms_per_output_token,
+            show_default=True,
+            help="Generation time per output token, in milliseconds (a stream pays it "
+            "event by event).",
+        ),
+        *(
+            click.option(
+                f"--{name}",
+                type=click.IntRange(min=0),
+                default=None,
+                show_default="unlimited",
+                help=LIMIT_HELP[name],
+            )
+            for name in ("rpm", "itpm", "otpm")
+        ),
+        click.option(
+            "--limit-interval-s",
+            type=click.FloatRange(0, 60, min_open=True),
+            default=_DEFAULTS.limit_interval_s,
+            show_default=True,
+            help="Seconds of refill each per-minute limit holds (1: the strictest the API "
+            "documents; 60: a whole minute's worth at once).",
+        ),
+        *(
+            click.option(
+                # Underscores too: the spelling of the options before they were click's.
+                *dict.fromkeys((f"--rate-{kind.replace('_', '-')}", f"--rate-{kind}")),
+                f"rate_{kind}",
+                type=click.FloatRange(0, 1),
+                default=0.0,
+                show_default=True,
+                help=f"Fraction of calls given {FAULT_HELP[kind]}.",
+            )
+            for kind in FAULT_KINDS
+        ),
+        click.option(
+            "--hang-s",
+            type=click.FloatRange(min=0),
+            default=_DEFAULTS.hang_s,
+            show_default=True,
+            help="How long a hung call (--rate-hang) waits before its 500, in seconds.",
+        ),
+        click.option(
+            "--retry-after-s",
+            type=click.FloatRange(min=0),
+            default=_DEFAULTS.retry_after_s,
+            show_default=True,
+            help="The retry-after an injected 429 gives, in seconds.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=_DEFAULTS.seed,
+            show_default=True,
+            help="Seeds the replies, the faults and the jitter.",
+        ),
+        click.option(
+            "--api-key",
+            default=None,
+            show_default="any non-empty key",
+            help="Accept only this API key; any other gets a 401.",
+        ),
+        click.option(
+            "--context-window",
+            type=click.IntRange(min=1),
+            default=None,
+            show_default="the model's",
+            help="Context window in tokens, for every model.",
+        ),
+        click.option(
+            "--max-output-tokens",
+            type=click.IntRange(min=1),
+            default=None,
+            show_default="the model's",
+            help="Largest max_tokens accepted, for every model.",
+        ),
+        click.option(
+            "--thinking-scale",
+            type=click.FloatRange(min=0),
+            default=_DEFAULTS.thinking_scale,
+            show_default=True,
+            help="Scales how many tokens adaptive thinking spends.",
+        ),
+        click.option(
+            "--max-body-bytes",
+            type=click.IntRange(min=1),
+            default=_DEFAULTS.max_body_bytes,
+            show_default=True,
+            help="Largest request body accepted; a larger one gets a 413.",
+        ),
+        click.option(
+            "--reply-min-tokens",
+            type=click.IntRange(min=1),
+            default=_DEFAULTS.reply_min_tokens,
+            show_default=True,
+            help="Fewest text tokens in a generated reply.",
+        ),
+        click.option(
+            "--reply-max-tokens",
+            type=click.IntRange(min=1),
+            default=_DEFAULTS.reply_max_tokens,
+            show_default=True,
+            help="Most text tokens in a generated reply.",
+        ),
+        click.option(
+            "--script",
+            "script_path",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="A JSON file of script rules that steer answers by prompt (localapi/script.py).",
+        ),
+        click.option(
+            "--log-size",
+            type=click.IntRange(min=1),
+            default=_DEFAULTS.log_size,
+            show_default=True,
+            help="Requests kept in the log GET /_mock/log reads.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def config_from(params: dict[str, Any], ctx: click.Context | None = None) -> LocalAPIConfig:
+    """The config for parsed options.
+
+    Raises:
+        click.UsageError: the config refuses a value (its reason as the message).
+    """
+    try:
+        return LocalAPIConfig(**params)
+    except ValueError as exc:
+        raise click.UsageError(str(exc), ctx=ctx) from None
+
+
+def serve(config: LocalAPIConfig) -> int:
+    """Serve until SIGINT/SIGTERM: 0 then, 1 if the server cannot start (a port in use,
+    an unreadable or invalid --script file), said on stderr."""
+    from localapi.runner import run
+
+    def ready(url: str) -> None:
+        print(f"local Anthropic API on {url} ({config.describe()})", flush=True)
+
+    try:
+        run(config, ready=ready)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@click.command("mock-api", context_settings={"help_option_names": ["-h", "--help"]})
+@_options
+@click.pass_context
+def mock_api(ctx: click.Context, /, **params: Any) -> None:
+    """Serve a local stand-in for the Anthropic Messages API.
+
+    The real SDK talks to it over HTTP (ANTHROPIC_BASE_URL=http://HOST:PORT).
+    It prints one line once it listens, and serves until SIGINT or SIGTERM.
+    Its settings can also be changed while it runs: POST /_mock/config.
+    Exit status: 0 after a signal, 1 if it cannot start, 2 on a bad option.
+    """
+    ctx.exit(serve(config_from(params, ctx)))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> LocalAPIConfig:
+    """The config the options in ``argv`` (default: ``sys.argv[1:]``) ask for.
+
+    A bad option is reported on stderr as click reports it, then
+    ``SystemExit(2)``; ``--help`` prints the help, then ``SystemExit(0)``.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with mock_api.make_context(PROG, args) as ctx:
+            return config_from(ctx.params, ctx)
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None

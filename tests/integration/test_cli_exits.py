@@ -1,0 +1,158 @@
+"""Every `chorus` command ends cleanly: a clear line and an exit status, never a traceback.
+
+Each runs in a process of its own, as a user runs it, with stdout and stderr
+piped (so progress is the plain view, not the live bar).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import redis
+
+from localapi import LocalAPIServer
+from orchestration.batch import Batch
+from tests.integration.conftest import BRIEF, Workers, chorus, own_queue
+
+
+def clean(stderr: str) -> bool:
+    """No Python traceback, not even one printed while the interpreter shut down."""
+    return "Traceback" not in stderr and "Exception ignored" not in stderr
+
+
+def queued(client: redis.Redis, queue: str) -> list[bytes]:
+    """Every message in the queue's lists (kombu keeps one per priority level)."""
+    names = [k for k in client.scan_iter(match=f"{queue}*") if k.startswith(queue.encode())]
+    return [m for name in names if client.type(name) == b"list" for m in client.lrange(name, 0, -1)]
+
+
+def test_version_and_mock_api_help_exit_cleanly() -> None:
+    shown = chorus("--version")
+    assert (shown.returncode, shown.stdout.strip(), shown.stderr) == (
+        0,
+        f"chorus {version('chorus')}",
+        "",
+    )
+
+    helped = chorus("mock-api", "--help")
+    assert helped.returncode == 0 and helped.stderr == ""
+    assert "Usage: chorus mock-api [OPTIONS]" in helped.stdout
+    assert re.search(r"--latency-ms .*\n.*\[default: 100\.0", helped.stdout), helped.stdout
+
+
+def test_mock_api_serves_under_click_and_stops_cleanly_on_sigterm() -> None:
+    command = [sys.executable, "-m", "orchestration.cli", "mock-api", "--port", "0"]
+    command += ["--latency-ms", "0", "--rpm", "60", "--rate-pause-turn", "0.1"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    assert banner.startswith("local Anthropic API on http://127.0.0.1:"), banner
+    assert "limits: rpm 60, faults: pause_turn 10.0%" in banner
+    assert process.returncode == 0 and clean(stderr), stderr
+
+
+def test_a_call_with_no_worker_says_so_within_seconds_and_leaves_nothing_queued(
+    monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
+) -> None:
+    queue = own_queue(monkeypatch, "noworker")["CHORUS_WORKER__QUEUE"]
+
+    started = time.monotonic()
+    done = chorus("call", "Is anyone there?")
+    took = time.monotonic() - started
+
+    assert done.returncode == 1, done.stderr
+    assert took < 10, f"{took:.1f} s"
+    assert f"no worker consumes the queue {queue!r}, so the call was not sent" in done.stderr
+    assert "--wait-for-worker" in done.stderr
+    assert clean(done.stderr), done.stderr
+    assert queued(redis_client, queue) == []
+
+
+def test_a_call_told_to_wait_for_a_worker_is_taken_off_the_queue_when_none_came(
+    monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
+) -> None:
+    queue = own_queue(monkeypatch, "noworker")["CHORUS_WORKER__QUEUE"]
+
+    done = chorus("call", "Is anyone there?", "--wait-for-worker", "--timeout", "1")
+
+    assert done.returncode == 1, done.stderr
+    assert "waiting up to 1 s for one to start" in done.stderr
+    assert (
+        "no answer within 1 s; no worker had taken the call: it was taken off the queue, "
+        "nothing was sent"
+    ) in done.stderr
+    assert clean(done.stderr), done.stderr
+    assert queued(redis_client, queue) == []
+
+
+def test_a_call_a_worker_runs_past_the_timeout_ends_cleanly_and_says_what_became_of_it(
+    workers: Workers, local_api: LocalAPIServer
+) -> None:
+    local_api.script([{"match": "Think slowly", "responses": [{"latency_ms": 4000}]}])
+
+    done = chorus("call", "Think slowly.", "--timeout", "1", *_brief())
+
+    assert done.returncode == 1, done.stderr
+    assert "no answer within 1 s; a worker had taken the call" in done.stderr
+    assert "answered from the store" in done.stderr
+    assert clean(done.stderr), done.stderr
+
+
+def test_wait_with_a_timeout_on_a_batch_that_cannot_finish(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    own_queue(monkeypatch, "stuck")  # no worker consumes it
+    Batch.submit([{"id": f"r{i}", "prompt": f"Review {i}"} for i in range(3)], name="stuck")
+
+    started = time.monotonic()
+    done = chorus("wait", "stuck", "--timeout", "1")
+
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started < 15
+    # Piped: the plain progress line, not a live bar.
+    assert "(stuck): 0/3 ended (0%)" in done.stderr
+    assert (
+        "chorus: batch stuck not done within 1 s; it goes on: `chorus wait stuck` follows it "
+        "again, `chorus cancel stuck` stops it"
+    ) in done.stderr
+    assert clean(done.stderr), done.stderr
+
+
+def test_ctrl_c_while_following_says_the_batch_goes_on_and_exits_130(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    own_queue(monkeypatch, "stuck")
+    Batch.submit([{"id": "r1", "prompt": "Review 1"}], name="followed")
+
+    command = [sys.executable, "-m", "orchestration.cli", "wait", "followed"]
+    with subprocess.Popen(
+        command, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stderr is not None
+        first = process.stderr.readline()  # the first progress line: it is following
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=20)
+
+    assert "(followed): 0/1 ended" in first, first + rest
+    assert process.returncode == 130, rest
+    assert (
+        "chorus: stopped following batch followed; it goes on: `chorus wait followed` follows "
+        "it again, `chorus cancel followed` stops it"
+    ) in rest
+    assert clean(rest), rest
+
+
+def _brief() -> list[str]:
+    return ["--max-tokens", str(BRIEF["max_tokens"]), "--effort", str(BRIEF["effort"])]
