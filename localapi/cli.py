@@ -191,6 +191,15 @@ def _options(command: Any) -> Any:
             show_default=True,
             help="Requests kept in the log GET /_mock/log reads.",
         ),
+        click.option(
+            "--honest-billing/--no-honest-billing",
+            default=_DEFAULTS.honest_billing,
+            show_default=True,
+            help=(
+                "Finish and bill a call whose client went away, as the real API may; "
+                "off, such a call stops unbilled."
+            ),
+        ),
     ]
     for option in reversed(options):
         command = option(command)

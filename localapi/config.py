@@ -17,6 +17,7 @@ MIB = 1024 * 1024
 
 # The kind of every field, for checking values that arrive as JSON at run time.
 _FLOAT, _INT, _OPT_INT, _STR, _OPT_STR = "float", "int", "int or null", "str", "str or null"
+_BOOL = "bool"
 _FIELD_KINDS: dict[str, str] = {
     "host": _STR,
     "port": _INT,
@@ -49,6 +50,7 @@ _FIELD_KINDS: dict[str, str] = {
     "reply_max_tokens": _INT,
     "script_path": _OPT_STR,
     "log_size": _INT,
+    "honest_billing": _BOOL,
 }
 # The listening socket and the start-up script are fixed once the server runs.
 FIXED_AT_RUN_TIME = frozenset({"host", "port", "script_path"})
@@ -69,6 +71,8 @@ def _kind_ok(value: object, kind: str) -> bool:
     if value is None:
         return kind in (_OPT_INT, _OPT_STR)
     if isinstance(value, bool):
+        return kind == _BOOL
+    if kind == _BOOL:
         return False
     if kind == _FLOAT:
         return isinstance(value, int | float)
@@ -117,6 +121,11 @@ class LocalAPIConfig:
     reply_max_tokens: int = 120
     script_path: str | None = None
     log_size: int = 200_000
+    # A call whose client went away is finished and billed all the same, as the
+    # real API may do (it does not promise to stop work nobody waits for): then
+    # the stats' duplicates_paid counts every call paid twice, the forgiving
+    # default's aborted calls included. Off: such a call stops, unbilled.
+    honest_billing: bool = False
 
     def __post_init__(self) -> None:
         self.validate()

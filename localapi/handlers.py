@@ -226,12 +226,22 @@ class APIHandlers:
             # A stream pays its per-token time event by event (_stream), not up front too.
             latency_ms = self._latency_ms(scripted, 0 if streaming else reply.output_tokens)
             response: web.StreamResponse | None = None
-            if streaming:
-                # A stream's headers go out before its body, with the bucket levels of then.
-                headers = {**api_headers(request_id, state.limits), **extra_headers}
-                response = await self._stream(request, answer, headers, latency_ms, fault)
-            else:
-                await self._sleep_ms(latency_ms)
+            try:
+                if streaming:
+                    # A stream's headers go out before its body, with the bucket levels of then.
+                    headers = {**api_headers(request_id, state.limits), **extra_headers}
+                    response = await self._stream(request, answer, headers, latency_ms, fault)
+                else:
+                    await self._sleep_ms(latency_ms)
+            except (asyncio.CancelledError, ConnectionResetError):
+                if config.honest_billing:
+                    # The client went away; the call is finished and billed all the same.
+                    end = time.time()
+                    state.limits.refund_output(max(0, max_tokens - reply.output_tokens), end)
+                    settled = True
+                    self._bill(identity, body["model"], reply, input_tokens, cache, end)
+                    state.stats.abandoned_billed += 1
+                raise
             end = time.time()
             state.limits.refund_output(max(0, max_tokens - reply.output_tokens), end)
             settled = True

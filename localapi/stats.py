@@ -42,6 +42,8 @@ class Stats:
         self.by_status: dict[int, int] = {}
         self.paid = 0
         self.duplicates_paid = 0
+        # Calls whose client went away, finished and billed (honest_billing).
+        self.abandoned_billed = 0
         self.rate_limited = 0
         self.injected = dict.fromkeys(FAULT_KINDS, 0)
         self.scripted = 0
@@ -126,6 +128,7 @@ class Stats:
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "paid": self.paid,
             "duplicates_paid": self.duplicates_paid,
+            "abandoned_billed": self.abandoned_billed,
             "rate_limited": self.rate_limited,
             "injected": dict(self.injected),
             "scripted": self.scripted,
