@@ -247,6 +247,8 @@ def status_table(status: BatchStatus) -> Table:
         table.add_row("retries", ", ".join(f"{k} {v}" for k, v in sorted(status.retries.items())))
     if status.rate_limit_wait_s:
         table.add_row("rate-limit wait", f"{status.rate_limit_wait_s:,.1f} s in all")
+    if status.restored:
+        table.add_row("restored", f"{status.restored:,} sent again after their worker died")
     if status.started_at is not None:
         rate = status.ended / status.elapsed_s if status.elapsed_s else 0.0
         table.add_row("time", f"{status.elapsed_s:,.1f} s, {rate:,.1f} items/s")

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 from celery import Celery
-from celery.signals import celeryd_after_setup, celeryd_init
+from celery.signals import celeryd_after_setup, celeryd_init, worker_ready, worker_shutdown
 
 from config.celery import celery_config
 from config.settings import Settings, SettingsError, get_settings
@@ -120,6 +120,23 @@ def _say_a_flower_watches(**_: Any) -> None:
 
 
 celeryd_init.connect(_events_if_a_flower_watches, weak=False)
+
+
+def _start_sweeper(sender: Any = None, **_: Any) -> None:
+    """A dead worker's messages run again within seconds (workers.sweeper)."""
+    from workers.sweeper import start_in_worker
+
+    start_in_worker(sender)
+
+
+def _stop_sweeper(sender: Any = None, **_: Any) -> None:
+    from workers.sweeper import stop_in_worker
+
+    stop_in_worker(getattr(sender, "hostname", ""))
+
+
+worker_ready.connect(_start_sweeper, weak=False)
+worker_shutdown.connect(_stop_sweeper, weak=False)
 
 
 def _load() -> Celery:

@@ -92,6 +92,8 @@ class BatchStatus(BaseModel):
     errors: dict[str, int] = Field(default_factory=dict)
     retries: dict[str, int] = Field(default_factory=dict)
     rate_limit_wait_s: float = 0.0
+    # Items whose worker died, put back in the queue by the sweeper (workers.sweeper).
+    restored: int = 0
     created_at: float | None = None
     started_at: float | None = None
     ended_at: float | None = None
@@ -180,6 +182,7 @@ def parse_status(batch_id: str, raw: Mapping[Any, Any]) -> BatchStatus:
         errors={k[4:]: int(v) for k, v in fields.items() if k.startswith("err:")},
         retries={k[6:]: int(v) for k, v in fields.items() if k.startswith("retry:")},
         rate_limit_wait_s=number("wait_ms:rate_limit") / 1000.0,
+        restored=number("restored"),
         created_at=seconds("created_at"),
         started_at=seconds("started_at"),
         ended_at=seconds("ended_at"),
