@@ -46,8 +46,11 @@ end
 
 
 def workers_consuming(queue: str) -> list[str]:
-    """Names of workers that answer a broadcast and consume ``queue``, sorted; ``[]``
-    when none does (after 2.5 s).
+    """Names of live workers that consume ``queue``, sorted; ``[]`` when none does
+    (after 2.5 s).
+
+    Read first from the lists chorus workers keep in Redis (``workers.sweeper``);
+    then, for workers that keep none (a RabbitMQ broker), asked by broadcast.
 
     A worker on another queue (or of another chorus on the same Redis) does not
     count: it would never take this queue's messages. The first worker to
@@ -55,6 +58,15 @@ def workers_consuming(queue: str) -> list[str]:
     """
     from workers.app import app
 
+    # Every chorus worker says which queues it consumes every few seconds
+    # (workers.sweeper): one read, whatever the workers' load.
+    with contextlib.suppress(Exception):
+        from workers.runtime import redis_client
+        from workers.sweeper import live_consumers
+
+        listed = live_consumers(redis_client(str(app.conf.broker_url)), queue)
+        if listed:
+            return listed
     for limit, timeout_s in ((1, FIRST_REPLY_TIMEOUT_S), (None, ALL_REPLIES_TIMEOUT_S)):
         # The replies as they came, one {node: queues} each: inspect() would merge
         # them by node name, and two machines may run workers of the same name.

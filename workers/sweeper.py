@@ -87,12 +87,14 @@ class Sweeper:
         held: Callable[[], Iterable[str]],
         restore: Callable[[str], None],
         *,
+        queues: Callable[[], Iterable[str]] = tuple,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
         self._node = node
         self._held = held
         self._restore = restore
+        self._queues = queues
         self._clock = clock
         self._stop = threading.Event()
         self.restored = 0
@@ -119,8 +121,8 @@ class Sweeper:
     def tick(self) -> int:
         """Say what this process holds; sweep if no other worker is. Returns messages restored."""
         now = self._clock()
-        tags = sorted(self._held())
-        self._redis.hset(holders_key(), self._node, json.dumps({"t": now, "tags": tags}))
+        entry = {"t": now, "tags": sorted(self._held()), "queues": sorted(self._queues())}
+        self._redis.hset(holders_key(), self._node, json.dumps(entry))
         lock_ms = int(SWEEP_EVERY_S * 1000 * 0.9)
         if not self._redis.set(lock_key(), self._node, nx=True, px=lock_ms):
             return 0
@@ -190,6 +192,25 @@ def _holders(entries: dict[Any, Any], now: float) -> tuple[set[str], list[str]]:
         else:
             dead.append(_text(node))
     return live, dead
+
+
+def live_consumers(client: redis.Redis, queue: str, now: float | None = None) -> list[str]:
+    """The live workers (their lists younger than :data:`HOLDER_TTL_S`) that consume ``queue``.
+
+    A read of one hash: unlike a broadcast, it does not depend on a busy worker
+    answering in time.
+    """
+    now = time.time() if now is None else now
+    found = []
+    for node, raw in client.hgetall(holders_key()).items():
+        try:
+            entry = json.loads(raw)
+            fresh = now - float(entry["t"]) <= HOLDER_TTL_S
+        except (ValueError, KeyError, TypeError):
+            continue
+        if fresh and queue in (entry.get("queues") or []):
+            found.append(_text(node))
+    return sorted(found)
 
 
 def _text(value: Any) -> str:
@@ -367,7 +388,10 @@ def start_in_worker(consumer: Any) -> Sweeper | None:
         with app.connection_for_write() as connection:
             connection.default_channel.qos.restore_by_tag(tag)
 
-    sweeper = Sweeper(client, consumer.hostname, lambda: held_by(consumer), restore)
+    def queues() -> list[str]:
+        return [queue.name for queue in getattr(consumer.task_consumer, "queues", None) or []]
+
+    sweeper = Sweeper(client, consumer.hostname, lambda: held_by(consumer), restore, queues=queues)
     sweeper.start()
     _running[consumer.hostname] = sweeper
     return sweeper

@@ -19,6 +19,7 @@ from workers.sweeper import (
     Sweeper,
     end_lost_items,
     holders_key,
+    live_consumers,
     lock_key,
 )
 
@@ -179,3 +180,15 @@ def test_a_batch_with_a_message_queued_or_unacknowledged_is_not_lost(
 def test_a_batch_that_moved_recently_is_not_lost(client: fakeredis.FakeRedis) -> None:
     make_batch(client, "b1", "pp", quiet_s=LOST_AFTER_S - 5)
     assert end_lost_items(client, T0) == 0
+
+
+def test_live_consumers_are_the_fresh_lists_that_name_the_queue(
+    client: fakeredis.FakeRedis,
+) -> None:
+    clock, restored = Clock(), []
+    Sweeper(client, "w1", set, restored.append, queues=lambda: ["q1"], clock=clock).tick()
+    Sweeper(client, "w2", set, restored.append, queues=lambda: ["q2"], clock=clock).tick()
+    stale = {"t": T0 - HOLDER_TTL_S - 1, "tags": [], "queues": ["q1"]}
+    client.hset(holders_key(), "gone", json.dumps(stale))
+    assert live_consumers(client, "q1", now=T0) == ["w1"]
+    assert live_consumers(client, "q3", now=T0) == []
