@@ -120,31 +120,40 @@ def test_flowers_metrics_show_its_own_figures_and_chorus_batch_and_limiter(
 def test_flower_shows_a_failed_item_as_a_failure_and_finds_a_batch_by_its_name(
     flower: Flower, workers: Workers, local_api: LocalAPIServer
 ) -> None:
-    # Given a named batch of 5 whose item 3 the API refuses (400)
-    local_api.script([{"match": "Mixed item 3:", "responses": [{"status": 400, "message": "bad"}]}])
+    # Given a named batch of 8: one the API refuses (400), one the model refuses,
+    # one cut off at max_tokens, five complete
+    local_api.script(
+        [
+            {"match": "Mixed item 3:", "responses": [{"status": 400, "message": "bad"}]},
+            {"match": "Mixed item 5:", "responses": [{"fault": "refusal"}]},
+            {"match": "Mixed item 6:", "responses": [{"text": "x", "stop_reason": "max_tokens"}]},
+        ]
+    )
     name = f"mixed-{uuid.uuid4().hex[:6]}"
-    items = [{"id": f"m-{i}", "prompt": f"Mixed item {i}: say hi."} for i in range(5)]
+    items = [{"id": f"m-{i}", "prompt": f"Mixed item {i}: say hi."} for i in range(8)]
     batch = Batch.submit(items, name=name, **BRIEF)
     status = batch.wait(timeout_s=60)
-    assert (status.count("complete"), status.count("failed")) == (4, 1)
+    assert (status.count("complete"), status.count("failed")) == (5, 3)
 
-    # Then Flower's search by the batch's name finds its five tasks
+    # Then Flower's search by the batch's name finds its eight tasks
     def named() -> dict[str, dict[str, Any]]:
         found = flower.tasks(search=name)
-        return found if len(found) == 5 and all(t["state"] in DONE for t in found.values()) else {}
+        return found if len(found) == 8 and all(t["state"] in DONE for t in found.values()) else {}
 
     tasks = eventually(named, timeout_s=20)
-    # And the failed item is a FAILURE (what the Failed tab lists), the error type shown
+    # And Flower's FAILURE count (its Failed tab) is chorus status's failed count,
+    # each with its error type shown
     failed = {tid: t for tid, t in tasks.items() if t["state"] == "FAILURE"}
-    assert len(failed) == status.count("failed") == 1
-    (task,) = failed.values()
-    assert "item=m-3" in str(task["args"])
-    assert "invalid_request_error" in str(task["exception"])
-    # And `state:FAILURE` finds it among every task Flower knows
+    assert len(failed) == status.count("failed") == 3
+    shown = {re.search(r"item=(\S+)", str(t["args"]))[1]: str(t["exception"])  # type: ignore[index]
+             for t in failed.values()}  # fmt: skip
+    assert "invalid_request_error" in shown["m-3"]
+    assert "refused" in shown["m-5"] and "truncated" in shown["m-6"]
+    # And `state:FAILURE` finds them among every task Flower knows
     assert set(failed) <= set(flower.tasks(search="state:FAILURE"))
-    # And the task-failed event reached Flower's counters (what an alert reads)
+    # And the task-failed events reached Flower's counters (what an alert reads)
     body = flower.get("/metrics").body
-    assert sum(samples(body, "flower_events_total", task="chorus.call", type="task-failed")) >= 1
+    assert sum(samples(body, "flower_events_total", task="chorus.call", type="task-failed")) >= 3
 
 
 def test_a_worker_started_while_flower_runs_shows_its_first_task(
