@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from localapi import LocalAPIServer
 from orchestration.batch import Batch
 from tests.integration.conftest import BRIEF, Workers, eventually
 from tests.integration.fleet_helpers import (
@@ -106,3 +107,52 @@ def test_chromium_without_the_login_is_refused(
     # Chromium, with no login to answer the challenge, renders nothing of Flower's.
     assert "Tasks · Flower" not in dom
     assert "batch=" not in dom and "<tr id=" not in dom
+
+
+def test_chromium_shows_a_failed_item_as_failed_on_flowers_pages(
+    browser: str,
+    flower: Flower,
+    local_api: LocalAPIServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # Given a batch of 3 whose item 1 the API refuses (400), all three seen by Flower
+    refusal = {"status": 400, "message": "no"}
+    local_api.script([{"match": "Failing item 1:", "responses": [refusal]}])
+    items = [{"id": f"fail-{i}", "prompt": f"Failing item {i}: say hi."} for i in range(3)]
+    batch = Batch.submit(items, **BRIEF)
+    assert batch.wait(timeout_s=60).count("failed") == 1
+
+    def ended() -> bool:
+        tasks = flower.tasks(search=batch.id).values()
+        return len(tasks) == 3 and all(t["state"] in ("SUCCESS", "FAILURE") for t in tasks)
+
+    eventually(ended, timeout_s=20)
+    failures = set(flower.tasks(search="state:FAILURE"))
+    assert len(failures & set(flower.tasks(search=batch.id))) == 1
+
+    # When Chromium opens the tasks page and the workers page
+    tasks_dom = chromium(
+        browser, tmp_path_factory.mktemp("chromium"), "--dump-dom", _page(flower, "/tasks")
+    )
+    workers_dom = chromium(
+        browser, tmp_path_factory.mktemp("chromium"), "--dump-dom", _page(flower, "/workers")
+    )
+
+    # Then the failed item's row says FAILURE
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", tasks_dom, flags=re.S)
+    (row,) = [r for r in rows if f"batch={batch.id} item=fail-1" in r]
+    assert "FAILURE" in row
+    # And its own page shows the exception with the error type
+    (task_id,) = failures & set(flower.tasks(search=batch.id))
+    task_dom = chromium(
+        browser,
+        tmp_path_factory.mktemp("chromium"),
+        "--dump-dom",
+        _page(flower, f"/task/{task_id}"),
+    )
+    assert "TaskFailed" in task_dom and "invalid_request_error: no" in task_dom
+    # And the workers page's Failed total (its link to the failed tasks) counts every
+    # failure Flower knows
+    totals = re.findall(r'href="/tasks\?state=FAILURE">([\d,]+)<', workers_dom)
+    assert totals, "the workers page shows a Failed total"
+    assert int(totals[-1].replace(",", "")) == len(failures)
