@@ -12,7 +12,13 @@ from typing import Any
 
 import redis
 from celery import Celery
-from celery.signals import celeryd_after_setup, celeryd_init, worker_ready, worker_shutdown
+from celery.signals import (
+    celeryd_after_setup,
+    celeryd_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from config.celery import celery_config
 from config.settings import Settings, SettingsError, get_settings
@@ -129,6 +135,12 @@ def _start_sweeper(sender: Any = None, **_: Any) -> None:
     start_in_worker(sender)
 
 
+def _stop_taking_work(sender: Any = None, **_: Any) -> None:
+    from workers.sweeper import shutting_down
+
+    shutting_down(str(sender))
+
+
 def _stop_sweeper(sender: Any = None, **_: Any) -> None:
     from workers.sweeper import stop_in_worker
 
@@ -136,6 +148,7 @@ def _stop_sweeper(sender: Any = None, **_: Any) -> None:
 
 
 worker_ready.connect(_start_sweeper, weak=False)
+worker_shutting_down.connect(_stop_taking_work, weak=False)
 worker_shutdown.connect(_stop_sweeper, weak=False)
 
 

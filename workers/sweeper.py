@@ -6,30 +6,37 @@ once it is older than the visibility timeout (an hour by default, because a
 live call may take that long). A worker killed with ``kill -9`` leaves its
 messages there for that hour, though nothing holds them.
 
-Every worker process says which messages it holds (its delivery tags, read
-from Celery's reserved and active requests and from kombu's own record of
-what it delivered) under its node name, every :data:`SWEEP_EVERY_S`. One
-worker at a time (a lock) then sweeps: a message unacknowledged for longer
-than :data:`MIN_AGE_S` that no live worker lists, in two sweeps running, goes
-back to its queue through kombu's own ``restore_by_tag`` (a transaction on
-the unacknowledged hash: a message acknowledged meanwhile is left alone). A
-worker is live while its list is younger than :data:`HOLDER_TTL_S`. So a
-dead worker's messages run again within about ``HOLDER_TTL_S + 2 *
-SWEEP_EVERY_S`` (16 s) of its death. Two sweeps, seconds apart, keep a
-message whose task just ended (acknowledged a millisecond after its worker
-stopped listing it) from being sent again.
+**Lists.** Every chorus worker process writes, every :data:`SWEEP_EVERY_S`
+from a thread of its own, the delivery tags it holds (Celery's reserved and
+active requests, and kombu's own record of what it delivered) and the queues
+it consumes, stamped with Redis's clock (one clock for every machine), under
+a name no other process shares (node, pid, a random part).
 
-A live call in a process too busy to renew its list in time would be
-restored too: its claim (``workers.store``) still holds, so the second
-delivery waits for the first's answer instead of paying for it again.
+**Restores, on positive evidence only.** One worker at a time (a lock) looks
+at the lists: a list older than :data:`HOLDER_TTL_S` is a dead worker's. Each
+tag it listed that is still unacknowledged, is a chorus task, and that no live
+worker lists, goes back to its queue through kombu's own ``restore_by_tag``
+(a transaction on the unacknowledged hash: a message acknowledged meanwhile is
+left alone); then the dead list is deleted, unless its worker wrote it again
+meanwhile. A message nobody listed (another Celery app on the same Redis, an
+older chorus, a worker that died within its first seconds) is never touched
+here: kombu's visibility timeout still brings it back. A dead worker's
+messages are back within about ``HOLDER_TTL_S + SWEEP_EVERY_S`` (13 s).
 
-It also ends what is lost by any path (:func:`end_lost_items`): a batch whose
-ledger has not moved for :data:`LOST_AFTER_S`, with items not ended, none of
-which is in its queue or unacknowledged anywhere, ends those items
-``failed`` with error type ``lost``; ``chorus retry`` sends them again.
+A worker stopped rather than dead (SIGSTOP, a paused container, a suspended
+VM) for longer than ``HOLDER_TTL_S`` looks dead: its messages run again, and
+its call, if it resumes, may be paid twice (docs/RELIABILITY.md).
 
-Only for a Redis broker: RabbitMQ gives a dead consumer's messages back at
-once. docs/RELIABILITY.md has the figures.
+**Lost by any path** (:meth:`Sweeper.check_lost`, every
+:data:`LOST_CHECK_EVERY_S`): a running batch whose ledger has not moved for
+:data:`LOST_AFTER_S` and no message of which is in its queue or among the
+unacknowledged, seen so twice with its ledger unchanged in between, has lost
+the messages of its pending items: they end ``failed`` with error type
+``lost`` (``chorus retry`` sends them again, and a producer waiting on the
+batch does so itself).
+
+Only for a Redis broker without a global key prefix: RabbitMQ gives a dead
+consumer's messages back at once.
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import threading
-import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -51,14 +59,24 @@ log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 3.0
 HOLDER_TTL_S = 10.0
-MIN_AGE_S = 2 * SWEEP_EVERY_S
 LOST_AFTER_S = 60.0
-# A queue longer than this is not searched for a stalled batch's messages this
-# sweep (the batch is then waiting its turn, not lost).
+LOST_CHECK_EVERY_S = 30.0
+# How much of a queue is read, 500 messages at a time, looking for a quiet
+# batch's messages; past it the batch is taken to be waiting its turn.
 QUEUE_SCAN_LIMIT = 20_000
+QUEUE_PAGE = 500
+# Batches looked at for lost messages: the newest this many.
+LOST_BATCHES_LIMIT = 10_000
 
+# kombu's defaults for the Redis transport's unacknowledged records and its
+# priority lists (kombu/transport/redis.py); start_in_worker reads the
+# channel's own.
 UNACKED = "unacked"
 UNACKED_INDEX = "unacked_index"
+PRIORITY_SEP = "\x06\x16"
+PRIORITY_STEPS = (0, 3, 6, 9)
+
+UNKNOWN = "?"  # a message whose batch cannot be read
 
 
 def holders_key() -> str:
@@ -69,15 +87,47 @@ def lock_key() -> str:
     return keys.PREFIX + "sweep-lock"
 
 
-def suspects_key() -> str:
-    return keys.PREFIX + "sweep-suspects"
+def lost_lock_key() -> str:
+    return keys.PREFIX + "lost-check-lock"
+
+
+def lost_suspects_key() -> str:
+    return keys.PREFIX + "lost-suspects"
+
+
+# The list is stamped with Redis's clock, the same for every machine.
+_WRITE_LIST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('HSET', KEYS[1], ARGV[1], string.format('{"t":%.6f,%s', now, ARGV[2]))
+return 1
+"""
+# Deletes a dead list only if it is still the one read.
+_DROP_IF_SAME = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+_COUNT_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('HINCRBY', KEYS[1], 'restored', 1)
+end
+return 0
+"""
+
+
+def redis_now(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1e6
 
 
 class Sweeper:
-    """One worker process's part: say what it holds, and sweep when it has the lock.
+    """One worker process's part: keep its list, and sweep when it holds the lock.
 
     ``held``: the delivery tags this process holds now. ``restore``: puts one
     unacknowledged message back in its queue (kombu's ``restore_by_tag``).
+    ``queues``: the queues it consumes (empty once it shuts down).
     """
 
     def __init__(
@@ -88,128 +138,124 @@ class Sweeper:
         restore: Callable[[str], None],
         *,
         queues: Callable[[], Iterable[str]] = tuple,
-        clock: Callable[[], float] = time.time,
+        unacked: str = UNACKED,
+        name: str | None = None,
     ) -> None:
         self._redis = client
-        self._node = node
+        self.name = name or f"{node}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._held = held
         self._restore = restore
         self._queues = queues
-        self._clock = clock
+        self._unacked = unacked
         self._stop = threading.Event()
+        self._write = client.register_script(_WRITE_LIST)
+        self._drop = client.register_script(_DROP_IF_SAME)
+        self._count = client.register_script(_COUNT_IF_EXISTS)
         self.restored = 0
+        self.shutting_down = False
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self._run, name="chorus-sweeper", daemon=True)
-        thread.start()
-        return thread
+    def start(self) -> None:
+        for target, name in ((self._keep_list, "list"), (self._sweep_loop, "sweep")):
+            threading.Thread(target=target, name=f"chorus-{name}", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
         with contextlib.suppress(redis.RedisError):
-            self._redis.hdel(holders_key(), self._node)
+            self._redis.hdel(holders_key(), self.name)
 
-    def _run(self) -> None:
+    def _keep_list(self) -> None:
+        while True:
+            try:
+                self.write_list()
+            except redis.RedisError as exc:
+                log.warning("could not write this worker's list of held messages: %s", exc)
+            except Exception:
+                log.exception("could not write this worker's list of held messages")
+            if self._stop.wait(SWEEP_EVERY_S):
+                return
+
+    def _sweep_loop(self) -> None:
         while not self._stop.wait(SWEEP_EVERY_S):
             try:
-                self.tick()
+                if self._redis.set(lock_key(), self.name, nx=True, px=int(SWEEP_EVERY_S * 900)):
+                    self.sweep()
+                    if self._redis.set(
+                        lost_lock_key(), self.name, nx=True, ex=int(LOST_CHECK_EVERY_S)
+                    ):
+                        self.check_lost()
             except redis.RedisError as exc:
-                log.debug("sweep skipped: Redis: %s", exc)
+                log.warning("sweep skipped: Redis: %s", exc)
             except Exception:
                 log.exception("sweep failed; trying again in %.0f s", SWEEP_EVERY_S)
 
-    def tick(self) -> int:
-        """Say what this process holds; sweep if no other worker is. Returns messages restored."""
-        now = self._clock()
-        entry = {"t": now, "tags": sorted(self._held()), "queues": sorted(self._queues())}
-        self._redis.hset(holders_key(), self._node, json.dumps(entry))
-        lock_ms = int(SWEEP_EVERY_S * 1000 * 0.9)
-        if not self._redis.set(lock_key(), self._node, nx=True, px=lock_ms):
-            return 0
-        restored = self.sweep(now)
-        end_lost_items(self._redis, now)
-        return restored
+    def write_list(self) -> None:
+        queues = [] if self.shutting_down else sorted(self._queues())
+        rest = json.dumps({"tags": sorted(self._held()), "queues": queues})[1:]
+        self._write(keys=[holders_key()], args=[self.name, rest])
 
-    def sweep(self, now: float) -> int:
-        """Restore the messages no live worker has held for two sweeps running."""
-        old = {
-            _text(tag)
-            for tag in self._redis.zrange(UNACKED_INDEX, "-inf", now - MIN_AGE_S, byscore=True)
-        }
-        live, dead = _holders(self._redis.hgetall(holders_key()), now)
-        suspects = old - live
-        before = {_text(t) for t in self._redis.smembers(suspects_key())}
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(suspects_key())
-        if suspects:
-            pipe.sadd(suspects_key(), *suspects)
-            pipe.expire(suspects_key(), int(HOLDER_TTL_S * 6))
-        pipe.execute()
+    def sweep(self) -> int:
+        """Restore the chorus messages listed by workers now dead; returns how many."""
+        now = redis_now(self._redis)
+        entries = self._redis.hgetall(holders_key())
+        live: set[str] = set()
+        dead: list[tuple[str, Any, list[str]]] = []
+        for name, raw in entries.items():
+            entry = _entry(raw)
+            if entry is None or now - entry["t"] > HOLDER_TTL_S:
+                dead.append((_text(name), raw, list((entry or {}).get("tags") or [])))
+            else:
+                live.update(entry.get("tags") or [])
         restored = 0
-        for tag in sorted(suspects & before):
-            batches = _batches_in([self._redis.hget(UNACKED, tag) or b"null"], unacked=True)
-            self._restore(tag)
-            restored += 1
-            for batch_id in batches:  # `chorus status` says so
-                _count_restored(self._redis, batch_id)
+        for name, raw, tags in dead:
+            for tag in tags:
+                if tag in live:
+                    continue  # delivered again already, and held
+                message = self._redis.hget(self._unacked, tag)
+                if message is None or not _is_chorus_task(message):
+                    continue
+                self._restore(tag)
+                restored += 1
+                batch = _batch_of(message, unacked=True)
+                if batch not in (None, UNKNOWN):
+                    self._count(keys=[keys.batch(str(batch))], args=[])
+            self._drop(keys=[holders_key()], args=[name, raw])
         if restored:
             self.restored += restored
             log.warning(
-                "put %d message(s) back in the queue: their worker died (unacknowledged, "
-                "held by no live worker for %.0f s)",
+                "put %d message(s) back in the queue: their worker stopped listing them "
+                "%.0f s ago (dead)",
                 restored,
-                MIN_AGE_S,
+                HOLDER_TTL_S,
             )
-        if dead:
-            self._redis.hdel(holders_key(), *dead)
         return restored
 
-
-_COUNT_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('HINCRBY', KEYS[1], 'restored', 1)
-end
-return 0
-"""
+    def check_lost(self) -> int:
+        """End the pending items of batches whose messages exist nowhere; returns how many."""
+        return end_lost_items(self._redis, redis_now(self._redis), unacked=self._unacked)
 
 
-def _count_restored(client: redis.Redis, batch_id: str) -> None:
-    client.eval(_COUNT_IF_EXISTS, 1, keys.batch(batch_id))
+def _entry(raw: Any) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(raw)
+        entry["t"] = float(entry["t"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return entry if isinstance(entry, dict) else None
 
 
-def _holders(entries: dict[Any, Any], now: float) -> tuple[set[str], list[str]]:
-    """(tags held by live workers, the nodes whose lists are too old: dead)."""
-    live: set[str] = set()
-    dead: list[str] = []
-    for node, raw in entries.items():
-        try:
-            entry = json.loads(raw)
-            fresh = now - float(entry["t"]) <= HOLDER_TTL_S
-        except (ValueError, KeyError, TypeError):
-            fresh, entry = False, {}
-        if fresh:
-            live.update(entry.get("tags") or [])
-        else:
-            dead.append(_text(node))
-    return live, dead
-
-
-def live_consumers(client: redis.Redis, queue: str, now: float | None = None) -> list[str]:
-    """The live workers (their lists younger than :data:`HOLDER_TTL_S`) that consume ``queue``.
+def live_consumers(client: redis.Redis, queue: str) -> list[str]:
+    """The nodes of live workers (lists younger than :data:`HOLDER_TTL_S`) that consume ``queue``.
 
     A read of one hash: unlike a broadcast, it does not depend on a busy worker
-    answering in time.
+    answering in time. A worker shutting down lists no queue.
     """
-    now = time.time() if now is None else now
-    found = []
-    for node, raw in client.hgetall(holders_key()).items():
-        try:
-            entry = json.loads(raw)
-            fresh = now - float(entry["t"]) <= HOLDER_TTL_S
-        except (ValueError, KeyError, TypeError):
-            continue
-        if fresh and queue in (entry.get("queues") or []):
-            found.append(_text(node))
+    now = redis_now(client)
+    found = set()
+    for name, raw in client.hgetall(holders_key()).items():
+        entry = _entry(raw)
+        fresh = entry is not None and now - entry["t"] <= HOLDER_TTL_S
+        if fresh and entry is not None and queue in (entry.get("queues") or []):
+            found.add(_text(name).split(":", 1)[0])
     return sorted(found)
 
 
@@ -217,134 +263,172 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-# --- lost by any path -------------------------------------------------------------
+# --- kombu's messages ----------------------------------------------------------------
 
 
-def end_lost_items(client: redis.Redis, now: float) -> int:
-    """End the items of batches whose messages exist nowhere; returns how many ended.
+def _message(raw: Any, *, unacked: bool) -> dict[str, Any] | None:
+    try:
+        message = json.loads(raw)
+        if unacked:
+            message = message[0]
+    except (ValueError, TypeError, IndexError, KeyError):
+        return None
+    return message if isinstance(message, dict) else None
 
-    A running batch whose ledger has not moved for :data:`LOST_AFTER_S`, all
-    of whose items were enqueued, with no message of it in its queue or among
-    the unacknowledged: its items not ended have lost their messages (Redis
-    lost them, or a path nobody foresaw). They end ``failed``, error type
-    ``lost``, and ``chorus retry`` sends them again.
+
+def _is_chorus_task(raw: Any) -> bool:
+    message = _message(raw, unacked=True)
+    task = ((message or {}).get("headers") or {}).get("task")
+    return isinstance(task, str) and task.startswith("chorus.")
+
+
+def _batch_of(raw: Any, *, unacked: bool) -> str | None:
+    """The batch a message serves; None for none; :data:`UNKNOWN` when it cannot be read."""
+    message = _message(raw, unacked=unacked)
+    if message is None:
+        return UNKNOWN
+    task = (message.get("headers") or {}).get("task")
+    if not (isinstance(task, str) and task.startswith("chorus.")):
+        return None  # not chorus's: serves no batch
+    try:
+        properties = message.get("properties") or {}
+        body_raw = message["body"]
+        if properties.get("body_encoding") == "base64":
+            body_raw = base64.b64decode(body_raw)
+        body = json.loads(body_raw)
+        args, kwargs = body[0], body[1]
+        options = args[1] if len(args) > 1 else kwargs.get("options")
+        batch = (options or {}).get("batch")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return UNKNOWN
+    if isinstance(batch, dict) and batch.get("id"):
+        return str(batch["id"])
+    return None
+
+
+# --- lost by any path ------------------------------------------------------------------
+
+
+def end_lost_items(client: redis.Redis, now: float, *, unacked: str = UNACKED) -> int:
+    """One check for lost messages (see the module docstring); returns items ended.
+
+    A quiet running batch with no message anywhere is a suspect; one that was a
+    suspect at the previous check with the same ``updated_at`` ends its
+    pending items ``failed``, error type ``lost``.
     """
+    quiet = _quiet_batches(client, now)
+    suspects_before = {_text(k): _text(v) for k, v in client.hgetall(lost_suspects_key()).items()}
+    if not quiet:
+        client.delete(lost_suspects_key())
+        return 0
+    in_flight = {_batch_of(raw, unacked=True) for raw in client.hvals(unacked)}
+    if UNKNOWN in in_flight:
+        return 0  # a message we cannot read: nothing can be shown lost
+    queued: dict[str, set[str | None]] = {}
+    suspects: dict[Any, Any] = {}
+    for batch_id, (updated, queue) in quiet.items():
+        if batch_id in in_flight:
+            continue
+        if queue not in queued:
+            queued[queue] = _batches_queued(client, queue, set(quiet))
+        found = queued[queue]
+        if batch_id in found or UNKNOWN in found:
+            continue
+        suspects[batch_id] = updated
+    client.delete(lost_suspects_key())
+    if suspects:
+        client.hset(lost_suspects_key(), mapping=suspects)
+        client.expire(lost_suspects_key(), int(LOST_CHECK_EVERY_S * 4))
+    ended = 0
+    for batch_id, updated in suspects.items():
+        if suspects_before.get(batch_id) == updated:
+            ended += _end_pending_as_lost(client, batch_id, updated)
+    return ended
+
+
+def _quiet_batches(client: redis.Redis, now: float) -> dict[str, tuple[str, str]]:
+    """Running batches, all enqueued, quiet for LOST_AFTER_S: id -> (updated_at, queue)."""
+    ids = [_text(i) for i in client.zrevrange(keys.batch_index(), 0, LOST_BATCHES_LIMIT - 1)]
+    pipe = client.pipeline(transaction=False)
+    for batch_id in ids:
+        pipe.hmget(keys.batch(batch_id), "state", "updated_at", "enqueued", "total", "queue")
+    quiet = {}
+    for batch_id, fields in zip(ids, pipe.execute(), strict=True):
+        state, updated, enqueued, total, queue = (None if v is None else _text(v) for v in fields)
+        if state != "running" or not updated or not queue or enqueued != total:
+            continue
+        if now - int(updated) / 1000.0 > LOST_AFTER_S:
+            quiet[batch_id] = (updated, queue)
+    return quiet
+
+
+def _batches_queued(client: redis.Redis, queue: str, wanted: set[str]) -> set[str | None]:
+    """The batches among ``wanted`` with a message in ``queue``'s lists (UNKNOWN if unsure)."""
+    found: set[str | None] = set()
+    read = 0
+    for pri in PRIORITY_STEPS:
+        name = queue if pri == 0 else f"{queue}{PRIORITY_SEP}{pri}"
+        start = 0
+        while True:
+            page = client.lrange(name, start, start + QUEUE_PAGE - 1)
+            if not page:
+                break
+            found |= {_batch_of(raw, unacked=False) for raw in page}
+            if UNKNOWN in found or wanted <= found:
+                return found
+            read += len(page)
+            start += QUEUE_PAGE
+            if read >= QUEUE_SCAN_LIMIT:
+                return found | {UNKNOWN}  # too long to read: the batches may be in it
+    return found
+
+
+def _end_pending_as_lost(client: redis.Redis, batch_id: str, updated: str) -> int:
     from workers.ledger import Ledger, result_record
     from workers.models import Envelope, ErrorInfo
     from workers.redisio import run_together
 
-    stalled = [b for b in _running_batches(client) if _quiet_for(client, b, now) > LOST_AFTER_S]
-    if not stalled:
+    if _text(client.hget(keys.batch(batch_id), "updated_at") or b"") != updated:
+        return 0  # it moved: not lost
+    items = client.hgetall(keys.batch_items(batch_id))
+    pending = sorted(int(i) for i, state in items.items() if _text(state) == "p")
+    if not pending:
         return 0
-    in_flight = _batches_in(client.hvals(UNACKED), unacked=True)
-    ended = 0
-    ledger = Ledger(client, expires_s=_expires_s(client))
-    for batch_id in stalled:
-        if batch_id in in_flight:
-            continue
-        queue = _text(client.hget(keys.batch(batch_id), "queue") or b"")
-        queued = _queued_batches(client, queue) if queue else {"*"}
-        if "*" in queued or batch_id in queued:
-            continue
-        items = {
-            int(index): _text(state)
-            for index, state in client.hgetall(keys.batch_items(batch_id)).items()
-        }
-        ids = [_text(i) for i in client.lrange(keys.batch_ids(batch_id), 0, -1)]
-        lost = ErrorInfo(
-            type="lost",
-            message=(
-                "its message was lost (no worker held it, no queue carried it); "
-                "`chorus retry` sends it again"
-            ),
-            retryable=True,
+    ids = [_text(i) for i in client.lrange(keys.batch_ids(batch_id), 0, -1)]
+    lost = ErrorInfo(
+        type="lost",
+        message=(
+            "its message was lost (no worker held it, no queue carried it); "
+            "`chorus retry` sends it again"
+        ),
+        retryable=True,
+    )
+    ledger = Ledger(client, expires_s=_expires_s())
+    envelope = Envelope.failure("lost", lost)
+    commands = [
+        ledger.finish_command(
+            batch_id,
+            index,
+            result_record(ids[index] if index < len(ids) else str(index), envelope),
+            state="f",
+            error_type="lost",
         )
-        commands = []
-        for index, state in sorted(items.items()):
-            if state in ENDED_STATES:
-                continue
-            item_id = ids[index] if index < len(ids) else str(index)
-            envelope = Envelope.failure("lost", lost)
-            commands.append(
-                ledger.finish_command(
-                    batch_id,
-                    index,
-                    result_record(item_id, envelope),
-                    state="f",
-                    error_type="lost",
-                )
-            )
-        if commands:
-            replies = run_together(commands)
-            count = sum(1 for r in replies if r)
-            ended += count
-            log.warning("batch %s: %d item(s) lost their messages; ended failed", batch_id, count)
-    return ended
+        for index in pending
+    ]
+    count = sum(1 for reply in run_together(commands) if reply)
+    log.warning(
+        "batch %s: %d pending item(s) lost their messages; ended failed 'lost'", batch_id, count
+    )
+    return count
 
 
-ENDED_STATES = frozenset("cfxbz")
-
-
-def _running_batches(client: redis.Redis) -> list[str]:
-    found = []
-    for raw in client.zrange(keys.batch_index(), 0, -1):
-        batch_id = _text(raw)
-        state = client.hget(keys.batch(batch_id), "state")
-        if state is not None and _text(state) == "running":
-            found.append(batch_id)
-    return found
-
-
-def _quiet_for(client: redis.Redis, batch_id: str, now: float) -> float:
-    fields = client.hmget(keys.batch(batch_id), "updated_at", "enqueued", "total")
-    updated, enqueued, total = (int(v) if v is not None else None for v in fields)
-    if updated is None or enqueued is None or total is None or enqueued < total:
-        return 0.0
-    return now - updated / 1000.0
-
-
-def _expires_s(client: redis.Redis) -> int:
+def _expires_s() -> int:
     from config.settings import get_settings
 
     return int(get_settings().results.expires_s)
 
 
-def _queued_batches(client: redis.Redis, queue: str) -> set[str]:
-    """The batches with a message in ``queue`` (and its priority lists); all, if too long."""
-    found: set[str] = set()
-    for name in _priority_lists(client, queue):
-        length = int(client.llen(name))
-        if length > QUEUE_SCAN_LIMIT:
-            return {"*"} | found  # too long to read: treat every batch as queued
-        found |= _batches_in(client.lrange(name, 0, -1), unacked=False)
-    return found
-
-
-def _priority_lists(client: redis.Redis, queue: str) -> list[str]:
-    # kombu's Redis transport keeps priorities 0, 3, 6 and 9 in lists named
-    # queue, queue\x06\x163, queue\x06\x166 and queue\x06\x169.
-    return [queue] + [f"{queue}\x06\x16{p}" for p in (3, 6, 9)]
-
-
-def _batches_in(raw_messages: Iterable[Any], *, unacked: bool) -> set[str]:
-    """The batch ids of these kombu messages (an unacknowledged entry wraps its message)."""
-    found: set[str] = set()
-    for raw in raw_messages:
-        try:
-            message = json.loads(raw)
-            if unacked:
-                message = message[0]
-            body = json.loads(base64.b64decode(message["body"]))
-            options = body[0][1] if len(body[0]) > 1 else body[1].get("options") or {}
-            batch = (options or {}).get("batch")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            continue
-        if isinstance(batch, dict) and batch.get("id"):
-            found.add(str(batch["id"]))
-    return found
-
-
-# --- in a worker process ----------------------------------------------------------
+# --- in a worker process -------------------------------------------------------------
 
 
 def held_by(consumer: Any) -> set[str]:
@@ -364,11 +448,11 @@ def held_by(consumer: Any) -> set[str]:
             delivered = list(getattr(qos, "_delivered", None) or ())
         except RuntimeError:  # changed size during iteration
             continue
-        tags = {str(tag) for tag in delivered}
+        tags = {_text(tag) for tag in delivered}
         for request in requests:
             tag = getattr(getattr(request, "message", None), "delivery_tag", None)
             if tag is not None:
-                tags.add(str(tag))
+                tags.add(_text(tag))
         return tags
     raise RuntimeError("the worker's requests kept changing while read")
 
@@ -377,24 +461,63 @@ _running: dict[str, Sweeper] = {}
 
 
 def start_in_worker(consumer: Any) -> Sweeper | None:
-    """Start this worker process's sweeper (Celery's ``worker_ready``); None without Redis."""
+    """Start this worker process's sweeper (Celery's ``worker_ready``).
+
+    None without a Redis broker, or with kombu's ``global_keyprefix`` (its
+    keys would not be the ones read here).
+    """
     app = consumer.app
     url = str(app.conf.broker_url or "")
-    if not url.startswith(("redis://", "rediss://")):
+    options = dict(app.conf.broker_transport_options or {})
+    if not url.startswith(("redis://", "rediss://")) or options.get("global_keyprefix"):
         return None
     client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-
-    def restore(tag: str) -> None:
-        with app.connection_for_write() as connection:
-            connection.default_channel.qos.restore_by_tag(tag)
+    with app.connection_for_write() as connection:
+        unacked = str(getattr(connection.default_channel, "unacked_key", UNACKED))
+    restorer = _Restorer(app)
 
     def queues() -> list[str]:
         return [queue.name for queue in getattr(consumer.task_consumer, "queues", None) or []]
 
-    sweeper = Sweeper(client, consumer.hostname, lambda: held_by(consumer), restore, queues=queues)
+    sweeper = Sweeper(
+        client,
+        consumer.hostname,
+        lambda: held_by(consumer),
+        restorer.restore,
+        queues=queues,
+        unacked=unacked,
+    )
     sweeper.start()
     _running[consumer.hostname] = sweeper
     return sweeper
+
+
+class _Restorer:
+    """kombu's ``restore_by_tag`` over one connection kept for the sweeps (rarely used)."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._connection: Any = None
+
+    def restore(self, tag: str) -> None:
+        try:
+            if self._connection is None:
+                self._connection = self._app.connection_for_write()
+            self._connection.default_channel.qos.restore_by_tag(tag)
+        except Exception:
+            with contextlib.suppress(Exception):
+                self._connection.release()
+            self._connection = None
+            raise
+
+
+def shutting_down(hostname: str) -> None:
+    """A worker in warm shutdown takes no new work: it stops listing its queues."""
+    sweeper = _running.get(hostname)
+    if sweeper is not None:
+        sweeper.shutting_down = True
+        with contextlib.suppress(Exception):
+            sweeper.write_list()
 
 
 def stop_in_worker(hostname: str) -> None:
