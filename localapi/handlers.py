@@ -234,7 +234,7 @@ class APIHandlers:
                 else:
                     await self._sleep_ms(latency_ms)
             except (asyncio.CancelledError, ConnectionResetError):
-                if config.honest_billing:
+                if config.honest_billing and fault != "stream_error":
                     # The client went away; the call is finished and billed all the same.
                     end = time.time()
                     state.limits.refund_output(max(0, max_tokens - reply.output_tokens), end)

@@ -211,24 +211,34 @@ def run_item(
             return ledger.spend_commands(option.id, envelope, reserved)
         return [_end_command(ledger, option, envelope, call=envelope, reserved_micros=reserved)]
 
-    return execute(
-        request,
-        deps,
-        time_limit_s=time_limit_s,
-        owner=owner,
-        delivery=delivery,
-        guard=guard,
-        observer=LedgerObserver(ledger, option),
-        looked=looked,
-        writes=writes,
-        ask_again=option.again,
-    )
+    try:
+        return execute(
+            request,
+            deps,
+            time_limit_s=time_limit_s,
+            owner=owner,
+            delivery=delivery,
+            guard=guard,
+            observer=LedgerObserver(ledger, option),
+            looked=looked,
+            writes=writes,
+            ask_again=option.again,
+        )
+    except Exception:
+        # A crash (the task boundary ends the item): the budget reserved for this
+        # call goes back, or the batch's --max-cost would stop it early.
+        if reserved:
+            release = ledger.spend_commands(option.id, None, reserved)
+            retrying(lambda: run_together(release), what="releasing a budget reservation")
+        raise
 
 
 def fail_item(ledger: Ledger, option: BatchOption, envelope: Envelope) -> None:
-    """End an item that made no call with ``envelope``'s failure (an item already ended stays).
+    """End an item with ``envelope``, its own call's spend not counted (an item already
+    ended stays as it was).
 
-    For a message delivered too often, a payload that is not a request, a crash.
+    For a message delivered too often, a payload that is not a request, a crash
+    (with the answer stored before it, if there was one).
     """
     if not option.part:
         _end(ledger, option, envelope, call=None, reserved_micros=0)

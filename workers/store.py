@@ -133,6 +133,11 @@ class ResultStore:
             self._hold(keys.claim(self._endpoint, call_key), owner)
         return None, claimed
 
+    def stored(self, call_key: str) -> Envelope | None:
+        """The result stored for ``call_key``, or None (read only: no claim taken)."""
+        raw = self._redis.get(keys.result(self._endpoint, call_key))
+        return None if raw is None else Envelope.model_validate_json(raw)
+
     def look(
         self, call_key: str, owner: str, *, ask_again: bool = False
     ) -> tuple[Envelope | None, bool]:

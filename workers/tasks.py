@@ -155,7 +155,14 @@ def call(
     result goes to the batch's ledger.
     """
     runtime = get_runtime()
-    opts = _options(options)
+    try:
+        opts = _options(options)
+    except ValidationError as exc:
+        # Not chorus's own payload: no batch to tell, and the call must not run
+        # without the options it was sent with (a batch item outside its batch).
+        info = ErrorInfo(type="invalid_request_error", message=describe_validation_error(exc))
+        failed = Envelope.failure("invalid", info)
+        return _reported(failed, failed.model_dump(mode="json"), in_batch=False)
     try:
         envelope = _call(self, runtime, request, opts)
     except REDIS_AWAY as exc:
@@ -163,25 +170,56 @@ def call(
     except CONTROL_FLOW:
         raise
     except Exception as exc:
-        envelope = _crashed(self, exc, _key_of(request))
-        if opts.batch is not None:
-            fail_item(runtime.ledger, opts.batch, envelope)
-    if opts.batch is not None and not opts.batch.part:
-        # The answer is in the batch's ledger and nobody reads this task's
-        # return value: return a receipt, which Celery formats (for its log
-        # and Flower's event) far more cheaply than the whole message.
-        return _reported(envelope, receipt(envelope, opts.batch), in_batch=True)
-    return _reported(envelope, envelope.model_dump(mode="json"), in_batch=opts.batch is not None)
+        envelope = _after_a_crash(self, runtime, request, opts, exc)
+    try:
+        if opts.batch is not None and not opts.batch.part:
+            # The answer is in the batch's ledger and nobody reads this task's
+            # return value: return a receipt, which Celery formats (for its log
+            # and Flower's event) far more cheaply than the whole message.
+            value = receipt(envelope, opts.batch)
+        else:
+            value = envelope.model_dump(mode="json")
+    except Exception as exc:
+        log.exception("task %s: its result could not be encoded", self.request.id)
+        envelope = _crashed(exc, envelope.key)
+        value = envelope.model_dump(mode="json")
+    return _reported(envelope, value, in_batch=opts.batch is not None)
 
 
 def _options(options: dict[str, Any] | None) -> TaskOptions:
+    """Raises pydantic's ValidationError for options that are not chorus's."""
+    return TaskOptions.model_validate(options or {})
+
+
+def _after_a_crash(
+    task: Task, runtime: Runtime, request: Any, opts: TaskOptions, exc: Exception
+) -> Envelope:
+    """The result of a task whose logic raised ``exc``: never pending, never a lost answer.
+
+    A complete answer already stored for this call (the crash came after it)
+    is the result. Otherwise a failure naming the exception. A batch item ends
+    with it (an item already ended stays as it was); if even that cannot be
+    written, it is logged, and the task still reports.
+    """
+    log.exception("task %s raised %s; it ends as failed", task.request.id, type(exc).__name__)
+    key = _key_of(request)
+    envelope = _stored_answer(runtime, key) or _crashed(exc, key)
+    if opts.batch is not None:
+        try:
+            fail_item(runtime.ledger, opts.batch, envelope)
+        except Exception:
+            log.exception("task %s: its item could not be ended failed", task.request.id)
+    return envelope
+
+
+def _stored_answer(runtime: Runtime, key: str) -> Envelope | None:
+    if key == "invalid" or runtime.store is None:
+        return None
     try:
-        return TaskOptions.model_validate(options or {})
-    except ValidationError as exc:
-        # Not chorus's own payload: nothing to tell a ledger, but the call must not run
-        # without the options it was sent with (a batch item outside its batch).
-        log.error("task options unreadable: %s", describe_validation_error(exc))
-        raise Reject(f"unreadable task options: {exc}", requeue=False) from exc
+        stored = runtime.store.stored(key)
+    except Exception:
+        return None
+    return stored if stored is not None and stored.ok else None
 
 
 def _key_of(request: Any) -> str:
@@ -191,9 +229,8 @@ def _key_of(request: Any) -> str:
         return "invalid"
 
 
-def _crashed(task: Task, exc: Exception, key: str) -> Envelope:
+def _crashed(exc: Exception, key: str) -> Envelope:
     """The envelope of a task whose logic raised: the error named, nothing pending."""
-    log.exception("task %s raised %s; it ends as failed", task.request.id, type(exc).__name__)
     info = ErrorInfo(
         type="internal_error",
         message=f"the worker raised {type(exc).__name__}: {exc}",
@@ -214,10 +251,9 @@ def _reported(
     if outcome.ok or outcome.error is None:
         return value
     error = outcome.error
-    failed = state_of(outcome)[0] == "f" if in_batch else error.type not in NOT_FAILURES
-    if failed and error.type not in NOT_FAILURES:
-        raise TaskFailed(f"{error.type}: {error.message}", value)
-    return value
+    if error.type in NOT_FAILURES or (in_batch and state_of(outcome)[0] != "f"):
+        return value
+    raise TaskFailed(f"{error.type}: {error.message}", value)
 
 
 def _call(task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptions) -> Envelope:
@@ -322,7 +358,10 @@ def fan_in_task(
     (``--vote``): its result ends that item in the ledger.
     """
     runtime = get_runtime()
-    opts = _options(options)
+    try:
+        opts = _options(options)
+    except ValidationError:
+        opts = TaskOptions()
     try:
         result = _fan_in(self, runtime, results, spec, opts)
     except REDIS_AWAY as exc:
@@ -330,11 +369,15 @@ def fan_in_task(
     except CONTROL_FLOW:
         raise
     except Exception as exc:
-        crashed = _crashed(self, exc, "fan-in")
+        log.exception("task %s raised %s; it ends as failed", self.request.id, type(exc).__name__)
+        crashed = _crashed(exc, "fan-in")
         kind = spec.get("kind") if spec.get("kind") in ("section", "vote", "fanout") else "section"
         result = PatternResult(kind=kind, ok=False, error=crashed.error, total=len(results))
         if opts.batch is not None:
-            finish_pattern_item(runtime.ledger, opts.batch, result)
+            try:
+                finish_pattern_item(runtime.ledger, opts.batch, result)
+            except Exception:
+                log.exception("task %s: its item could not be ended failed", self.request.id)
     return _reported(result, result.model_dump(mode="json"), in_batch=opts.batch is not None)
 
 

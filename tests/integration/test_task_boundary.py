@@ -29,6 +29,7 @@ from orchestration.patterns import Handle, Section
 from tests.integration.conftest import BRIEF, Workers, own_queue, start_test_workers
 from workers import errors, keys
 from workers.errors import TaskFailed
+from workers.provider import Provider
 from workers.tasks import call as call_task
 
 SURROGATE_TEXT = "Summarise: caf\ud800 menu"
@@ -230,3 +231,41 @@ def test_whatever_the_call_logic_raises_ends_as_an_envelope_and_a_failed_item(
     assert record["error"]["type"] == "internal_error"
     # No claim was left to hold back a retry.
     assert not list(redis_client.scan_iter(match=keys.claim("*", "*")))
+
+
+def test_a_crash_after_the_answer_was_stored_returns_that_answer(
+    monkeypatch: pytest.MonkeyPatch, one_queued_item: tuple[Batch, list[Any]]
+) -> None:
+    batch, (args, kwargs, _) = one_queued_item
+    original_end = workers.call._end
+
+    def end_then_raise(*a: Any, **k: Any) -> None:
+        original_end(*a, **k)  # the answer stored, the item ended complete
+        raise RuntimeError("a bug after the call")
+
+    monkeypatch.setattr(workers.call, "_end", end_then_raise)
+    outcome = call_task.apply(args=args, kwargs=kwargs)
+
+    assert outcome.state == states.SUCCESS, outcome.traceback
+    assert outcome.result["ok"] is True and outcome.result["outcome"] == "complete"
+    assert batch.progress().count("complete") == 1
+
+
+def test_a_crash_gives_back_the_budget_it_reserved(
+    monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    own_queue(monkeypatch, "budget")
+    rows = [{"id": "only", "prompt": "Say hi."}]
+    batch = Batch.submit(jsonl(tmp_path / "b.jsonl", rows), max_cost_usd=1.0, **BRIEF)
+    (message,) = queued_messages(redis_client)
+    args, kwargs, _ = body_of(message)
+
+    def send_raises(*_: Any, **__: Any) -> Any:
+        raise ValueError("the provider broke after the budget was reserved")
+
+    monkeypatch.setattr(Provider, "send", send_raises)
+    outcome = call_task.apply(args=args, kwargs=kwargs)
+
+    assert isinstance(outcome.result, TaskFailed)
+    status = batch.progress()
+    assert status.count("failed") == 1 and status.reserved_usd == 0
