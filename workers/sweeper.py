@@ -32,8 +32,7 @@ its call, if it resumes, may be paid twice (docs/RELIABILITY.md).
 :data:`LOST_AFTER_S` and no message of which is in its queue or among the
 unacknowledged, seen so twice with its ledger unchanged in between, has lost
 the messages of its pending items: they end ``failed`` with error type
-``lost`` (``chorus retry`` sends them again, and a producer waiting on the
-batch does so itself).
+``lost``; ``chorus retry`` sends them again.
 
 Only for a Redis broker without a global key prefix: RabbitMQ gives a dead
 consumer's messages back at once.
