@@ -15,6 +15,7 @@ from celery import Celery
 from celery.signals import (
     celeryd_after_setup,
     celeryd_init,
+    task_received,
     worker_ready,
     worker_shutdown,
     worker_shutting_down,
@@ -147,7 +148,14 @@ def _stop_sweeper(sender: Any = None, **_: Any) -> None:
     stop_in_worker(getattr(sender, "hostname", ""))
 
 
+def _list_what_was_received(sender: Any = None, **_: Any) -> None:
+    from workers.sweeper import received
+
+    received(str(getattr(sender, "hostname", "")))
+
+
 worker_ready.connect(_start_sweeper, weak=False)
+task_received.connect(_list_what_was_received, weak=False)
 worker_shutting_down.connect(_stop_taking_work, weak=False)
 worker_shutdown.connect(_stop_sweeper, weak=False)
 

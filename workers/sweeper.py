@@ -7,7 +7,8 @@ live call may take that long). A worker killed with ``kill -9`` leaves its
 messages there for that hour, though nothing holds them.
 
 **Lists.** Every chorus worker process writes, every :data:`SWEEP_EVERY_S`
-from a thread of its own, the delivery tags it holds (Celery's reserved and
+and within :data:`LIST_AFTER_RECEIPT_S` of receiving messages, from a thread
+of its own, the delivery tags it holds (Celery's reserved and
 active requests, and kombu's own record of what it delivered) and the queues
 it consumes, stamped with Redis's clock (one clock for every machine), under
 a name no other process shares (node, pid, a random part).
@@ -57,6 +58,7 @@ from workers import keys
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 3.0
+LIST_AFTER_RECEIPT_S = 0.2
 HOLDER_TTL_S = 10.0
 LOST_AFTER_S = 60.0
 LOST_CHECK_EVERY_S = 30.0
@@ -147,6 +149,7 @@ class Sweeper:
         self._queues = queues
         self._unacked = unacked
         self._stop = threading.Event()
+        self._changed = threading.Event()
         self._write = client.register_script(_WRITE_LIST)
         self._drop = client.register_script(_DROP_IF_SAME)
         self._count = client.register_script(_COUNT_IF_EXISTS)
@@ -157,21 +160,30 @@ class Sweeper:
         for target, name in ((self._keep_list, "list"), (self._sweep_loop, "sweep")):
             threading.Thread(target=target, name=f"chorus-{name}", daemon=True).start()
 
+    def notify(self) -> None:
+        """This process received messages: its list is written again within moments."""
+        self._changed.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._changed.set()
         with contextlib.suppress(redis.RedisError):
             self._redis.hdel(holders_key(), self.name)
 
     def _keep_list(self) -> None:
-        while True:
+        # Every SWEEP_EVERY_S, and within LIST_AFTER_RECEIPT_S of a receipt (at most
+        # that often): a worker killed soon after receiving its messages has listed them.
+        while not self._stop.is_set():
+            self._changed.clear()
             try:
                 self.write_list()
             except redis.RedisError as exc:
                 log.warning("could not write this worker's list of held messages: %s", exc)
             except Exception:
                 log.exception("could not write this worker's list of held messages")
-            if self._stop.wait(SWEEP_EVERY_S):
+            if self._stop.wait(LIST_AFTER_RECEIPT_S):
                 return
+            self._changed.wait(SWEEP_EVERY_S - LIST_AFTER_RECEIPT_S)
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(SWEEP_EVERY_S):
@@ -508,6 +520,13 @@ class _Restorer:
                 self._connection.release()
             self._connection = None
             raise
+
+
+def received(hostname: str) -> None:
+    """Celery's ``task_received``: the worker's list is due again."""
+    sweeper = _running.get(hostname)
+    if sweeper is not None:
+        sweeper.notify()
 
 
 def shutting_down(hostname: str) -> None:

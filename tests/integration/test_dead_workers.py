@@ -26,7 +26,7 @@ from tests.integration.conftest import (
     own_queue,
     start_test_workers,
 )
-from workers.sweeper import HOLDER_TTL_S, SWEEP_EVERY_S, UNACKED
+from workers.sweeper import HOLDER_TTL_S, SWEEP_EVERY_S, UNACKED, holders_key
 
 CALL_S = 8.0  # under the tests' 10 s request timeout
 ITEMS = 5
@@ -71,7 +71,12 @@ def test_a_killed_workers_items_run_again_within_seconds_and_are_paid_twice_at_m
         survivor = start_test_workers(
             chorus_env, 1, prefix="survivor", extra_env=env, concurrency=10
         )
-        status = batch.wait(BACK_WITHIN_S + CALL_S + 30)
+        try:
+            status = batch.wait(BACK_WITHIN_S + CALL_S + 30)
+        except TimeoutError:  # what the sweeper saw, for the report
+            print("holders:", redis_client.hgetall(holders_key()))
+            print("unacknowledged:", list(redis_client.hkeys(UNACKED)))
+            raise
     finally:
         if survivor is not None:
             survivor.fleet.stop()
