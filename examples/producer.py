@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestration.batch import Batch, InvalidBatchFile
-from workers.ledger import BatchStatus
+from orchestration import Batch, BatchStatus, InvalidBatchFile
 
 
 def show(status: BatchStatus) -> None:

@@ -40,6 +40,7 @@ from orchestration.batchfile import (
 from orchestration.client import argsrepr
 from workers import keys
 from workers.app import app
+from workers.errors import ChorusError
 from workers.ledger import BatchStatus, Ledger, as_text
 from workers.models import CallRequest
 from workers.runtime import redis_client
@@ -65,11 +66,11 @@ class InvalidBatchFile(BatchInputError):
         self.lines = lines
 
 
-class StateUnavailable(RuntimeError):
+class StateUnavailable(ChorusError, RuntimeError):
     """Raised when the batch's Redis cannot be reached; the message says what is left."""
 
 
-class BatchNotFound(LookupError):
+class BatchNotFound(ChorusError, LookupError):
     """Raised when no batch has that id or name (or it has expired)."""
 
 

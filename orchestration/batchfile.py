@@ -35,7 +35,7 @@ from types import NoneType
 from typing import IO, Any
 
 from config.models import SAMPLING_PARAMS
-from workers.errors import InvalidRequest
+from workers.errors import ChorusError, InvalidRequest
 from workers.models import CallRequest
 from workers.text import find_lone_surrogate, has_lone_surrogate, may_hold_surrogate, printable
 from workers.validation import validate_request
@@ -58,7 +58,7 @@ _CUSTOM_ID_MAX = 64
 _MAX_ID_LENGTH = 256
 
 
-class BatchInputError(ValueError):
+class BatchInputError(ChorusError, ValueError):
     """Raised when a batch's input cannot be used: its message says why."""
 
 

@@ -27,9 +27,10 @@ from pathlib import Path
 import redis
 
 from config.settings import DEFAULT_REDIS_URL, Settings, get_settings
+from workers.errors import ChorusError
 
 
-class RedisUnavailable(RuntimeError):
+class RedisUnavailable(ChorusError, RuntimeError):
     """Raised when no Redis answers and none can be started."""
 
 

@@ -29,6 +29,7 @@ from celery.result import AsyncResult
 from config.settings import get_settings
 from orchestration.client import DEFAULT_MAX_TOKENS, call_signature, result_of
 from workers.app import app
+from workers.errors import ChorusError
 from workers.fanin.combine import FanInSpec, SynthesisSpec, VoteSpec
 from workers.fanin.results import MinSuccess, PatternResult
 from workers.fanin.voting import NORMALIZERS
@@ -38,7 +39,7 @@ FAN_IN_TASK = "chorus.fan_in"
 DEFAULT_MIN_SUCCESS = 0.5
 
 
-class PatternError(ValueError):
+class PatternError(ChorusError, ValueError):
     """Raised when a pattern is built with arguments that cannot work."""
 
 

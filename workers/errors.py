@@ -25,7 +25,16 @@
      |    +-- LimiterUnavailable     Redis cannot be reached: fail closed
      +-- DeadlineExceeded            the task's own time budget ran out
      +-- TaskFailed                  how a task reports a failed result to Celery:
-                                     FAILURE in Flower, the envelope still delivered
+     |                               FAILURE in Flower, the envelope still delivered
+     |
+     |   raised to producers (orchestration), each also under the builtin it
+     |   replaced, so an older ``except ValueError`` still catches it:
+     +-- BatchInputError (ValueError)     a batch's input cannot be used
+     |    +-- InvalidBatchFile            lines are invalid; nothing enqueued
+     +-- PatternError (ValueError)        a pattern built with arguments that cannot work
+     +-- BatchNotFound (LookupError)      no batch has that id or name
+     +-- StateUnavailable (RuntimeError)  the batch's Redis cannot be reached
+     +-- RedisUnavailable (RuntimeError)  no Redis answers and none can be started
 
 The HTTP status and the API's ``error.details.error_code`` decide the class in
 one place, :func:`error_for_status`; whether to retry is the class
