@@ -44,3 +44,15 @@ def test_producer_errors_are_in_the_one_tree_and_keep_their_builtin() -> None:
     ):
         cls = getattr(orchestration, name)
         assert issubclass(cls, ChorusError) and issubclass(cls, builtin), name
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    text = README.read_text()
+    layout = text[text.index("## Layout") : text.index("Dependencies flow one way")]
+    root = README.parent
+    for package in ("config", "workers", "orchestration"):
+        for path in sorted((root / package).glob("*.py")):
+            if path.name != "__init__.py":
+                assert f"  {path.name} " in layout, f"{package}/{path.name} is not in the layout"
+        for sub in sorted(p for p in (root / package).iterdir() if (p / "__init__.py").exists()):
+            assert f"  {sub.name}/" in layout, f"{package}/{sub.name}/ is not in the layout"
