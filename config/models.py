@@ -37,6 +37,9 @@ RULED_FIELDS: tuple[str, ...] = (
 NEW_TOKENIZER = 1.3
 CLASSIC_TOKENIZER = 1.0
 MIN_BUDGET_TOKENS = 1024
+# The output cap of a request that names none (chorus call, patterns, batch lines):
+# room for a short answer after effort-low thinking. One value for every producer.
+DEFAULT_MAX_TOKENS = 2048
 _SNAPSHOT = re.compile(r"-\d{8}$")
 
 

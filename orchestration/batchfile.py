@@ -34,14 +34,13 @@ from pathlib import Path
 from types import NoneType
 from typing import IO, Any
 
-from config.models import SAMPLING_PARAMS
+from config.models import DEFAULT_MAX_TOKENS, SAMPLING_PARAMS
 from workers.errors import ChorusError, InvalidRequest
 from workers.models import CallRequest
 from workers.text import find_lone_surrogate, has_lone_surrogate, may_hold_surrogate, printable
 from workers.validation import validate_request
 
 DEFAULT_MAX_LINE_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_TOKENS = 1024
 _SKIP_CHUNK = 64 * 1024
 # The Message Batches API's rule for custom_id, as its reference states it
 # ("Create a Message Batch": minLength 1, maxLength 64, pattern below; the

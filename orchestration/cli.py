@@ -163,7 +163,8 @@ def call_cmd(
     """
     from celery.exceptions import TimeoutError as CeleryTimeout
 
-    from orchestration.client import DEFAULT_MAX_TOKENS, request_from_prompt, submit, wait
+    from config.models import DEFAULT_MAX_TOKENS
+    from orchestration.client import request_from_prompt, submit, wait
     from workers.errors import InvalidRequest
 
     settings = with_redis()
@@ -507,7 +508,8 @@ def vote_cmd(
     as_json: bool,
 ) -> None:
     """Sample PROMPT n times; print the consensus (or the judge's pick) and the vote table."""
-    from orchestration.client import DEFAULT_MAX_TOKENS, request_from_prompt
+    from config.models import DEFAULT_MAX_TOKENS
+    from orchestration.client import request_from_prompt
     from orchestration.patterns import Vote
 
     with_redis()
@@ -586,7 +588,7 @@ def section_cmd(
     as_json: bool,
 ) -> None:
     """Review FILE once per --aspect in parallel; merge the sections."""
-    from orchestration.client import DEFAULT_MAX_TOKENS
+    from config.models import DEFAULT_MAX_TOKENS
     from orchestration.patterns import Section
 
     document = _read_document(file)
@@ -630,7 +632,7 @@ def fanout_cmd(
     as_json: bool,
 ) -> None:
     """Research FILE from each --aspect in parallel, then synthesise one answer."""
-    from orchestration.client import DEFAULT_MAX_TOKENS
+    from config.models import DEFAULT_MAX_TOKENS
     from orchestration.patterns import FanOut
 
     document = _read_document(file)

@@ -12,6 +12,7 @@ from typing import Any
 from celery.canvas import Signature
 from celery.result import AsyncResult
 
+from config.models import DEFAULT_MAX_TOKENS
 from config.settings import get_settings
 from workers.app import app
 from workers.errors import TaskFailed
@@ -19,7 +20,6 @@ from workers.models import CallRequest, Envelope
 from workers.validation import validate_request
 
 CALL_TASK = "chorus.call"
-DEFAULT_MAX_TOKENS = 2048
 
 
 def request_from_prompt(

@@ -26,8 +26,9 @@ from celery import chord
 from celery.canvas import Signature
 from celery.result import AsyncResult
 
+from config.models import DEFAULT_MAX_TOKENS
 from config.settings import get_settings
-from orchestration.client import DEFAULT_MAX_TOKENS, call_signature, result_of
+from orchestration.client import call_signature, result_of
 from workers.app import app
 from workers.errors import ChorusError
 from workers.fanin.combine import FanInSpec, SynthesisSpec, VoteSpec
