@@ -41,7 +41,7 @@ from orchestration.client import argsrepr
 from workers import keys
 from workers.app import app
 from workers.errors import ChorusError
-from workers.ledger import BatchStatus, Ledger, as_text
+from workers.ledger import BatchStatus, ItemState, Ledger, as_text
 from workers.models import CallRequest
 from workers.runtime import redis_client
 from workers.validation import validate_request
@@ -64,6 +64,10 @@ class InvalidBatchFile(BatchInputError):
         self.errors = errors
         self.total_errors = total_errors
         self.lines = lines
+
+
+# Items never sent: paused, cancelled, skipped for the budget (resume sends them).
+NOT_SENT = frozenset({ItemState.PAUSED, ItemState.CANCELLED, ItemState.SKIPPED_BUDGET})
 
 
 class StateUnavailable(ChorusError, RuntimeError):
@@ -352,14 +356,14 @@ class Batch:
         for (index, item), raw_state in zip(chunk, states, strict=True):
             state = as_text(raw_state) if raw_state else None
             if resumed and not _needs_sending(state, index, already):
-                self.report.already_answered += state in ("c", "f")
+                self.report.already_answered += state in (ItemState.COMPLETE, ItemState.FAILED)
                 continue
             if not resumed:
                 pipe.rpush(keys.batch_ids(self.id), item.id)
             pipe.hset(keys.batch_requests(self.id), index, _stored_request(item, vote))
             to_send.append((index, item))
         if not resumed and to_send:
-            pipe.hset(items_key, mapping={i: "p" for i, _ in to_send})
+            pipe.hset(items_key, mapping={i: ItemState.PENDING.value for i, _ in to_send})
             pipe.hincrby(batch_key, "n:p", len(to_send))
         pipe.execute()
         if resumed:
@@ -491,8 +495,8 @@ class Batch:
             pipe.hmget(keys.batch_items(self.id), indexes)
             results, states = pipe.execute()
             for raw_id, raw, raw_state in zip(ids, results, states, strict=True):
-                state = as_text(raw_state) if raw_state else "p"
-                if failed_only and state != "f":
+                state = as_text(raw_state) if raw_state else ItemState.PENDING
+                if failed_only and state != ItemState.FAILED:
                     continue
                 if fmt == "batches":
                     stored = json.loads(raw) if raw is not None else {"id": as_text(raw_id)}
@@ -552,7 +556,7 @@ class Batch:
         Safe however it is called: an item that ended ignores a second
         message, and a paid call is answered from the result store.
         """
-        return self._resend({"p"})
+        return self._resend({ItemState.PENDING})
 
     def retry_failed(self) -> int:
         """Enqueue the failed items again, whatever their outcome; returns how many."""
@@ -573,7 +577,7 @@ class Batch:
             InvalidRequest: ``max_tokens`` is not valid for an item's model.
         """
         return self._resend(
-            {"f"},
+            {ItemState.FAILED},
             outcomes=None if outcomes is None else set(outcomes),
             again=True,
             max_tokens=max_tokens,
@@ -587,8 +591,8 @@ class Batch:
         if status.state in ("paused", "cancelled"):
             self.redis.hset(keys.batch(self.id), "state", "running")
         if self.lost(status):
-            return self._resend({"p", "z", "x", "b"})
-        return self._resend({"z", "x", "b"}, unpublished_from=status.enqueued)
+            return self._resend({ItemState.PENDING, *NOT_SENT})
+        return self._resend(NOT_SENT, unpublished_from=status.enqueued)
 
     def remove(self) -> None:
         """Delete the batch and its results now."""
@@ -602,7 +606,7 @@ class Batch:
 
     def _resend(
         self,
-        states: set[str],
+        states: Collection[str],
         unpublished_from: int | None = None,
         *,
         outcomes: set[str] | None = None,
@@ -614,7 +618,9 @@ class Batch:
             index = int(raw_index)
             state = as_text(raw_state)
             if state in states or (
-                unpublished_from is not None and state == "p" and index >= unpublished_from
+                unpublished_from is not None
+                and state == ItemState.PENDING
+                and index >= unpublished_from
             ):
                 chosen.append(index)
         chosen.sort()
@@ -722,10 +728,10 @@ def rebuild(id_or_name: str) -> Batch:
 
 def _needs_sending(state: str | None, index: int, enqueued: int) -> bool:
     """On a resubmit: does this item still need a call?"""
-    if state in (None, "z", "x", "b"):
+    if state is None or state in NOT_SENT:
         return True
     # Pending below the enqueued mark: its message is in the queue already.
-    return state == "p" and index >= enqueued
+    return state == ItemState.PENDING and index >= enqueued
 
 
 def _stored_request(item: Item, vote: int | None) -> str:

@@ -34,7 +34,7 @@ from workers.call import (
 from workers.durable import retrying
 from workers.errors import blocks_the_account
 from workers.fanin.results import PatternResult
-from workers.ledger import Ledger, micro_usd, result_record
+from workers.ledger import ItemState, Ledger, micro_usd, result_record
 from workers.models import CallRequest, Envelope, ErrorInfo
 from workers.redisio import Command, run_together
 
@@ -61,9 +61,9 @@ STOPPED = {
 }
 # The item state each outcome ends in.
 STATE_FOR_ERROR = {
-    "cancelled": "x",
-    "budget_exceeded": "b",
-    "paused": "z",
+    "cancelled": ItemState.CANCELLED,
+    "budget_exceeded": ItemState.SKIPPED_BUDGET,
+    "paused": ItemState.PAUSED,
 }
 
 
@@ -88,13 +88,13 @@ class LedgerObserver(Observer):
         self._waiting = False
 
     def waiting(self, kind: Literal["rate_limit", "retry"], seconds: float, reason: str) -> None:
-        state = "w" if kind == "rate_limit" else "t"
+        state = ItemState.WAITING if kind == "rate_limit" else ItemState.RETRYING
         self._ledger.move(self._option.id, self._option.index, state, reason, seconds)
         self._waiting = True
 
     def sending(self) -> None:
         if self._waiting:
-            self._ledger.move(self._option.id, self._option.index, "r")
+            self._ledger.move(self._option.id, self._option.index, ItemState.RUNNING)
             self._waiting = False
 
 
@@ -107,15 +107,15 @@ def worst_case_micros(request: CallRequest, deps: CallDeps) -> int:
     return micro_usd(price.cost_usd(worst))
 
 
-def state_of(outcome: Envelope | PatternResult) -> tuple[str, str]:
+def state_of(outcome: Envelope | PatternResult) -> tuple[ItemState, str]:
     """(item state, error type for the ledger's error counts)."""
     if outcome.ok:
-        return "c", ""
+        return ItemState.COMPLETE, ""
     if outcome.error is not None and pause_reason(outcome.error) is not None:
-        return "z", ""
+        return ItemState.PAUSED, ""
     error_type = outcome.error.type if outcome.error is not None else "unknown_error"
-    state = STATE_FOR_ERROR.get(error_type, "f")
-    return state, (error_type if state == "f" else "")
+    state = STATE_FOR_ERROR.get(error_type, ItemState.FAILED)
+    return state, (error_type if state == ItemState.FAILED else "")
 
 
 def pause_reason(error: ErrorInfo) -> str | None:

@@ -395,14 +395,14 @@ def _batches_queued(client: redis.Redis, queue: str, wanted: set[str]) -> set[st
 
 
 def _end_pending_as_lost(client: redis.Redis, batch_id: str, updated: str) -> int:
-    from workers.ledger import Ledger, result_record
+    from workers.ledger import ItemState, Ledger, result_record
     from workers.models import Envelope, ErrorInfo
     from workers.redisio import run_together
 
     if _text(client.hget(keys.batch(batch_id), "updated_at") or b"") != updated:
         return 0  # it moved: not lost
     items = client.hgetall(keys.batch_items(batch_id))
-    pending = sorted(int(i) for i, state in items.items() if _text(state) == "p")
+    pending = sorted(int(i) for i, state in items.items() if _text(state) == ItemState.PENDING)
     if not pending:
         return 0
     ids = [_text(i) for i in client.lrange(keys.batch_ids(batch_id), 0, -1)]
@@ -421,7 +421,7 @@ def _end_pending_as_lost(client: redis.Redis, batch_id: str, updated: str) -> in
             batch_id,
             index,
             result_record(ids[index] if index < len(ids) else str(index), envelope),
-            state="f",
+            state=ItemState.FAILED,
             error_type="lost",
         )
         for index in pending

@@ -41,6 +41,7 @@ from workers.fanin.combine import FanInSpec, fan_in
 from workers.fanin.results import PatternResult
 from workers.fanin.voting import VoteBoard, normalize
 from workers.items import BatchOption, fail_item, finish_pattern_item, run_item, state_of
+from workers.ledger import ItemState
 from workers.models import CallRequest, Envelope, ErrorInfo
 from workers.redisio import run_together
 from workers.runtime import Runtime, get_runtime
@@ -251,7 +252,7 @@ def _reported(
     if outcome.ok or outcome.error is None:
         return value
     error = outcome.error
-    if error.type in NOT_FAILURES or (in_batch and state_of(outcome)[0] != "f"):
+    if error.type in NOT_FAILURES or (in_batch and state_of(outcome)[0] != ItemState.FAILED):
         return value
     raise TaskFailed(f"{error.type}: {error.message}", value)
 

@@ -23,7 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 import workers.call
 from config.settings import get_settings
-from orchestration.batch import Batch
+from orchestration.batch import Batch, InvalidBatchFile
 from orchestration.client import request_from_prompt
 from orchestration.patterns import Handle, Section
 from tests.integration.conftest import BRIEF, Workers, own_queue, start_test_workers
@@ -156,6 +156,7 @@ def _instance(cls: type[BaseException]) -> BaseException:
         httpx.ReadTimeout: lambda: httpx.ReadTimeout("slow", request=request),
         redis.ResponseError: lambda: redis.ResponseError("ERR Error running script"),
         TaskFailed: lambda: TaskFailed("x", {}),
+        InvalidBatchFile: lambda: InvalidBatchFile([], 0, 0),
     }
     if cls in special:
         built: BaseException = special[cls]()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from enum import StrEnum
 from importlib import resources
 from typing import Any, Literal
 
@@ -36,18 +37,31 @@ from workers.models import Envelope
 from workers.outcomes import NOT_COMPLETE
 from workers.redisio import Command, LuaScript, run_together
 
-STATE_NAMES = {
-    "p": "pending",
-    "r": "running",
-    "w": "waiting",
-    "t": "retrying",
-    "c": "complete",
-    "f": "failed",
-    "x": "cancelled",
-    "b": "skipped_budget",
-    "z": "paused",
-}
-ENDED = frozenset("cfxb")
+
+class ItemState(StrEnum):
+    """An item's state: one letter in the batch's items hash (``lua/common.lua``).
+
+    A member equals its letter, so the scripts' replies compare as they are.
+    """
+
+    PENDING = "p"
+    RUNNING = "r"
+    WAITING = "w"  # on the rate limit
+    RETRYING = "t"  # waiting to retry
+    COMPLETE = "c"
+    FAILED = "f"
+    CANCELLED = "x"
+    SKIPPED_BUDGET = "b"
+    PAUSED = "z"  # the key was refused, or the account cannot make calls
+
+
+# The scripts' TERMINAL and ACTIVE tables (a test holds them to these).
+TERMINAL = frozenset(
+    {ItemState.COMPLETE, ItemState.FAILED, ItemState.CANCELLED, ItemState.SKIPPED_BUDGET}
+)
+ACTIVE = frozenset({ItemState.RUNNING, ItemState.WAITING, ItemState.RETRYING})
+STATE_NAMES = {state.value: state.name.lower() for state in ItemState}
+ENDED = TERMINAL
 StopReason = Literal["cancelled", "paused", "budget"]
 
 
