@@ -62,6 +62,7 @@ def test_status_counts_match_reality_during_and_after_a_run(
     try:
         batch = Batch.submit(prompts(tmp_path, 120), **BRIEF)
         seen_running = False
+        deadline = time.monotonic() + TIMEOUT_S
         while True:
             status = batch.progress()
             # Every item is in exactly one state at every moment.
@@ -70,6 +71,8 @@ def test_status_counts_match_reality_during_and_after_a_run(
             if status.finished:
                 break
             assert status.ended <= 120
+            assert time.monotonic() < deadline, f"not finished within {TIMEOUT_S} s: {status}"
+            time.sleep(0.01)
     finally:
         local_api.configure(latency_ms=20)
 
