@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -53,9 +54,17 @@ class ResultStore:
     """
 
     def __init__(
-        self, client: redis.Redis, *, endpoint: str, ttl_s: int, claim_ttl_s: float
+        self,
+        client: redis.Redis,
+        *,
+        endpoint: str,
+        ttl_s: int,
+        claim_ttl_s: float,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``sleep``: how the claim keeper waits between renewals (a test steps it)."""
         self._redis = client
+        self._sleep = sleep
         self._endpoint = endpoint
         self._ttl_s = ttl_s
         self._claim_ttl_ms = max(1000, int(claim_ttl_s * 1000))
@@ -166,14 +175,18 @@ class ResultStore:
 
     def _keep(self) -> None:
         while True:
-            time.sleep(self._claim_ttl_ms / 3000)
-            with self._held_lock:
-                held = list(self._held.items())
-            for key, owner in held:
-                # A failed renewal lets the claim lapse early: at worst a duplicate
-                # waits less, and the result store still answers it.
-                with contextlib.suppress(redis.RedisError):
-                    self._renew(keys=[key], args=[owner, self._claim_ttl_ms])
+            self._sleep(self._claim_ttl_ms / 3000)
+            self.renew_claims()
+
+    def renew_claims(self) -> None:
+        """Renew every claim this process holds (the keeper's round, every third of a lease)."""
+        with self._held_lock:
+            held = list(self._held.items())
+        for key, owner in held:
+            # A failed renewal lets the claim lapse early: at worst a duplicate
+            # waits less, and the result store still answers it.
+            with contextlib.suppress(redis.RedisError):
+                self._renew(keys=[key], args=[owner, self._claim_ttl_ms])
 
     @property
     def redis(self) -> redis.Redis:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
@@ -383,21 +384,44 @@ def _eventually(condition: Callable[[], Any], timeout_s: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+class SteppedSleep:
+    """The claim keeper's sleep, stepped by the test: one round per ``step()``."""
+
+    def __init__(self) -> None:
+        self.rounds: queue.Queue[None] = queue.Queue()
+        self.waits = 0
+
+    def __call__(self, seconds: float) -> None:
+        self.waits += 1
+        self.rounds.get()  # a daemon thread: blocked for good once the test ends
+
+    def step(self) -> None:
+        """Let the keeper renew once, and wait until it is back asleep."""
+        before = self.waits
+        self.rounds.put(None)
+        _eventually(lambda: self.waits > before)
+
+
 def test_a_claim_is_a_lease_renewed_while_its_holder_lives() -> None:
     client = fakeredis.FakeRedis()
-    store = ResultStore(client, endpoint="test", ttl_s=60, claim_ttl_s=1.0)
+    sleep = SteppedSleep()
+    store = ResultStore(client, endpoint="test", ttl_s=60, claim_ttl_s=1.0, sleep=sleep)
+    key = "chorus:claim:test:k1"
     assert store.claim("k1", "me")
+    _eventually(lambda: sleep.waits == 1)  # the keeper is waiting for its first round
 
-    # Three times the lease's life later, the live holder still holds it...
-    _eventually(lambda: client.pttl("chorus:claim:test:k1") > 0)
-    time.sleep(3.0)
-    assert client.get("chorus:claim:test:k1") == b"me"
+    # Each round gives the live holder's lease its whole life again...
+    for _ in range(3):
+        client.pexpire(key, 50)  # as good as lapsed
+        sleep.step()
+        assert client.pttl(key) > 500
+    assert client.get(key) == b"me"
     assert not store.claim("k1", "someone else")
 
     # ...and a released claim is not renewed back to life.
     store.release("k1", "me")
-    time.sleep(0.5)
-    assert client.get("chorus:claim:test:k1") is None
+    sleep.step()
+    assert client.get(key) is None
 
 
 def test_a_dead_holder_s_claim_lapses_within_its_lease() -> None:
