@@ -40,8 +40,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Message(_Model):
-    """One turn of the conversation."""
+class MessageParam(_Model):
+    """One input turn of the conversation: the SDK's ``MessageParam``
+    (``anthropic/types/message_param.py``), not a ``Message`` the API answers."""
 
     role: Literal["user", "assistant", "system"]
     content: str | list[dict[str, Any]]
@@ -81,7 +82,7 @@ class CallRequest(_Model):
     """
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[Message] = Field(min_length=1, max_length=100_000)
+    messages: list[MessageParam] = Field(min_length=1, max_length=100_000)
     max_tokens: int = Field(ge=0, le=1_000_000)
     system: str | list[dict[str, Any]] | None = None
     temperature: float | None = Field(None, ge=0.0, le=1.0)
@@ -207,7 +208,7 @@ class CallRequest(_Model):
         The API's ``pause_turn``: "provide the response back as-is in a
         subsequent request to let the model continue" (SDK ``types/message.py``).
         """
-        turn = Message.model_construct(role="assistant", content=content)
+        turn = MessageParam.model_construct(role="assistant", content=content)
         return self.model_copy(update={"messages": [*self.messages, turn]})
 
     def key(self) -> str:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from orchestration.client import request_from_prompt
 from workers.errors import InvalidRequest
-from workers.models import CallRequest, Message, accepts_sampling_params
+from workers.models import CallRequest, MessageParam, accepts_sampling_params
 from workers.validation import validate_request
 
 
@@ -167,5 +167,5 @@ def test_a_lone_surrogate_is_refused_when_a_request_is_built_in_python() -> None
         CallRequest(
             model="claude-sonnet-5",
             max_tokens=10,
-            messages=[Message(role="user", content="caf\ud800")],
+            messages=[MessageParam(role="user", content="caf\ud800")],
         )  # type: ignore[list-item]
