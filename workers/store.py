@@ -191,16 +191,3 @@ class ResultStore:
     @property
     def redis(self) -> redis.Redis:
         return self._redis
-
-    def count_delivery(self, task_id: str, ttl_s: int) -> int:
-        """Count one more delivery of ``task_id``'s message; returns the count."""
-        count, _ = run_together(self.delivery_commands(task_id, ttl_s))
-        return int(count)
-
-    def delivery_commands(self, task_id: str, ttl_s: int) -> list[Command]:
-        """:meth:`count_delivery` as commands; the first one's reply is the count."""
-        key = keys.deliveries(task_id)
-        return [
-            Command(self._redis, ("INCR", key), then=int),
-            Command(self._redis, ("EXPIRE", key, ttl_s)),
-        ]

@@ -33,6 +33,7 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from pydantic import BaseModel, ValidationError
 
+from workers import deliveries
 from workers.app import app
 from workers.call import IN_FLIGHT_ELSEWHERE, Guard, Phase, execute
 from workers.durable import TRANSIENT
@@ -90,24 +91,8 @@ REVOKED = ErrorInfo(
 
 
 def _delivery(task: Task, runtime: Runtime) -> int:
-    return runtime.store.count_delivery(task.request.id or "eager", ttl_s=_delivery_ttl_s(runtime))
-
-
-def _delivery_ttl_s(runtime: Runtime) -> int:
-    worker = runtime.settings.worker
-    return int(worker.visibility_timeout_s * (worker.max_deliveries + 1))
-
-
-def _dead_letter(task_id: str, key: str, delivery: int) -> Envelope:
-    log.error("task %s dead-lettered after %d deliveries", task_id, delivery - 1)
-    info = ErrorInfo(
-        type="dead_lettered",
-        message=(
-            f"delivered {delivery - 1} times without finishing (its worker died each "
-            "time); not tried again"
-        ),
-    )
-    return Envelope.failure(key, info, delivery=delivery)
+    ttl = deliveries.ttl_s(runtime.settings.worker)
+    return deliveries.count(runtime.store.redis, task.request.id or "eager", ttl)
 
 
 def _requeue(task: Task, runtime: Runtime, exc: redis.RedisError) -> NoReturn:
@@ -271,7 +256,9 @@ def _call(task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptio
     # One round trip before the call: count this delivery, start the batch
     # item, claim the call and look for its stored result (workers.redisio).
     key, owner = parsed.key(), task.request.id or f"eager:{uuid.uuid4().hex}"
-    first = runtime.store.delivery_commands(owner, _delivery_ttl_s(runtime))
+    first = deliveries.count_commands(
+        runtime.redis, owner, deliveries.ttl_s(runtime.settings.worker)
+    )
     if opts.batch is not None:
         first.append(runtime.ledger.start_command(opts.batch.id, opts.batch.index))
     first += runtime.store.look_commands(key, owner)
@@ -284,7 +271,7 @@ def _call(task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptio
     if delivery > runtime.settings.worker.max_deliveries:
         if looked[1]:
             runtime.store.release(key, owner)
-        envelope = _dead_letter(task.request.id, key, delivery)
+        envelope = deliveries.dead_letter(task.request.id, key, delivery)
         if opts.batch is not None:
             fail_item(runtime.ledger, opts.batch, envelope)
         return envelope
@@ -390,7 +377,7 @@ def _fan_in(
 
     def make_call(request: CallRequest) -> Envelope:
         if delivery > runtime.settings.worker.max_deliveries:
-            return _dead_letter(task.request.id, request.key(), delivery)
+            return deliveries.dead_letter(task.request.id, request.key(), delivery)
         return execute(
             request,
             runtime.deps,
