@@ -18,6 +18,9 @@ never as zero, and ``--max-cost`` refuses it. Add or correct prices with
 ``__CACHE_READ_PER_MTOK``) or a ``[prices."<model>"]`` table in chorus.toml.
 
 ``tests/unit/test_prices.py`` fails when the SDK lists a model this table lacks.
+
+Beside the prices, :data:`DEFAULT_LIMITS`: the rate limits per model family
+that chorus assumes until told the account's own.
 """
 
 from __future__ import annotations
@@ -207,3 +210,21 @@ DEFAULT_PRICES: dict[str, dict[str, object]] = {
         source="platform.claude.com/docs/zh-CN/models/sonnet-4-5/overview (retires 2026-11-30)",
     ),
 }  # fmt: skip
+
+
+# The account's rate limits per model family, beside what its tokens cost: Anthropic's
+# published Tier 4 limits (2026, platform.claude.com/docs/en/api/rate-limits). Set your
+# own account's with CHORUS_LIMITS__<FAMILY>__... or a [limits.<family>] table in
+# chorus.toml (config.settings reads this table under them).
+DEFAULT_LIMITS: dict[str, dict[str, int]] = {
+    "default": {
+        "requests_per_minute": 4_000,
+        "input_tokens_per_minute": 2_000_000,
+        "output_tokens_per_minute": 400_000,
+    },
+    "haiku": {
+        "requests_per_minute": 4_000,
+        "input_tokens_per_minute": 4_000_000,
+        "output_tokens_per_minute": 800_000,
+    },
+}

@@ -35,7 +35,7 @@ from pydantic_settings import (
 from pydantic_settings import SettingsError as _SourceError
 
 from config.models import base_model
-from config.prices import DEFAULT_PRICES, ModelPrice
+from config.prices import DEFAULT_LIMITS, DEFAULT_PRICES, ModelPrice
 
 ENV_PREFIX = "CHORUS_"
 NESTED_DELIMITER = "__"
@@ -229,22 +229,6 @@ class FamilyLimits(_Section):
             float(given) if given is not None else round(rate * self.burst_s / 60.0, 3)
             for given, rate in zip(explicit, self.per_minute(), strict=True)
         ]
-
-
-# Anthropic's published Tier 4 limits (2026): set your own account's with
-# CHORUS_LIMITS__<FAMILY>__... or a [limits.<family>] table in chorus.toml.
-DEFAULT_LIMITS: dict[str, dict[str, int]] = {
-    "default": {
-        "requests_per_minute": 4_000,
-        "input_tokens_per_minute": 2_000_000,
-        "output_tokens_per_minute": 400_000,
-    },
-    "haiku": {
-        "requests_per_minute": 4_000,
-        "input_tokens_per_minute": 4_000_000,
-        "output_tokens_per_minute": 800_000,
-    },
-}
 
 
 class LimiterSettings(_Section):
