@@ -466,12 +466,14 @@ class Batch:
             # the end is seen at once, not up to ``poll_s`` late.
             self._sleep_until_ended(poll_s)
 
-    def _sleep_until_ended(self, seconds: float) -> None:
+    def _sleep_until_ended(self, seconds: float) -> bool:
+        """Sleep until the worker that ends the batch's last item wakes us, or ``seconds``
+        pass (at most 5); True when woken."""
         if seconds < 0.01:  # BLPOP's timeout has millisecond resolution at best
             time.sleep(seconds)
-            return
+            return False
         # Below the client's socket timeout; a longer poll just reads more often.
-        self.redis.blpop([keys.batch_ended(self.id)], timeout=min(seconds, 5.0))
+        return self.redis.blpop([keys.batch_ended(self.id)], timeout=min(seconds, 5.0)) is not None
 
     # --- results -----------------------------------------------------------
 

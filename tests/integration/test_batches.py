@@ -455,15 +455,23 @@ def test_the_cli_shows_status_and_lists_batches(
 
 
 def test_a_waiting_producer_wakes_when_the_last_item_ends_not_at_its_next_poll(
-    workers: Workers, tmp_path: Path
+    workers: Workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_api: LocalAPIServer
 ) -> None:
-    # Given a producer waiting with a long poll interval (a read every 5 s at most)
-    batch = Batch.submit(prompts(tmp_path, 5, text="Wake me {i}."), **BRIEF)
-    started = time.monotonic()
-    status = batch.wait(TIMEOUT_S, poll_s=60)
-    waited_s = time.monotonic() - started
+    # Given calls slow enough that the producer is asleep when the last one ends...
+    local_api.configure(latency_ms=500)
+    # ...and a producer waiting with a long poll interval, each of its sleeps recorded
+    woken: list[bool] = []
+    sleep = Batch._sleep_until_ended
 
-    # Then it returned as the last item ended: the worker's token woke it (a
-    # poll would have slept at least 5 s; five short calls take well under 5 s)
+    def recorded(self: Batch, seconds: float) -> bool:
+        woken.append(sleep(self, seconds))
+        return woken[-1]
+
+    monkeypatch.setattr(Batch, "_sleep_until_ended", recorded)
+    batch = Batch.submit(prompts(tmp_path, 5, text="Wake me {i}."), **BRIEF)
+    status = batch.wait(TIMEOUT_S, poll_s=60)
+
+    # Then it returned as the last item ended: its last sleep was ended by the
+    # worker's token, not by its timeout
     assert status.finished and status.count("complete") == 5
-    assert waited_s < 4.5, f"waited {waited_s:.1f} s: woken by a poll, not by the last item"
+    assert woken and woken[-1] is True, woken
