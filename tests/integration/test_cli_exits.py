@@ -156,3 +156,41 @@ def test_ctrl_c_while_following_says_the_batch_goes_on_and_exits_130(
 
 def _brief() -> list[str]:
     return ["--max-tokens", str(BRIEF["max_tokens"]), "--effort", str(BRIEF["effort"])]
+
+
+# Commands whose clean exit another test checks: vote and section (test_patterns.py),
+# demo (test_demo.py), worker (test_worker_logs.py), and the ones above.
+CHECKED_ELSEWHERE = {"vote", "section", "demo", "worker", "mock-api", "call", "wait"}
+
+
+def test_every_other_command_ends_cleanly_on_a_normal_run(workers: Workers, tmp_path: Path) -> None:
+    from orchestration.cli import main
+
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(f'{{"id": "c{i}", "prompt": "Clean exit {i}."}}\n' for i in range(3)))
+    notes = tmp_path / "notes.md"
+    notes.write_text("A short note about harbours.")
+    brief = ["--max-tokens", str(BRIEF["max_tokens"]), "--effort", BRIEF["effort"]]
+    runs = [
+        ("submit", str(items), "--name", "clean", "--wait", *brief),
+        ("status", "clean"),
+        ("status", "clean", "--json"),
+        ("ls",),
+        ("results", "clean", "-o", str(tmp_path / "out.jsonl")),
+        ("results", "clean", "--format", "batches"),
+        ("retry", "clean"),
+        ("resume", "clean"),
+        ("cancel", "clean"),
+        ("limits",),
+        ("limits", "--live", "--once"),
+        ("fanout", "--aspect", "history", "--synthesize", "One line.", str(notes), *brief),
+        ("rm", "clean"),
+        ("redis", "status"),
+    ]
+    for args in runs:
+        done = chorus(*args)
+        assert done.returncode == 0, (args, done.stderr)
+        assert clean(done.stderr), (args, done.stderr)
+
+    covered = {args[0] for args in runs} | CHECKED_ELSEWHERE
+    assert set(main.commands) <= covered, set(main.commands) - covered
