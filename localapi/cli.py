@@ -40,43 +40,40 @@ LIMIT_HELP = {
 }
 
 
+def _field(name: str, kind: Any, help: str) -> Any:
+    """The option for config field ``name``: ``--name-with-dashes``, the config's default."""
+    return click.option(
+        f"--{name.replace('_', '-')}",
+        type=kind,
+        default=getattr(_DEFAULTS, name),
+        show_default=True,
+        help=help,
+    )
+
+
 def _options(command: Any) -> Any:
     """Decorate ``command`` with one option per config field (in --help's order)."""
     options = [
-        click.option(
-            "--host",
-            default=_DEFAULTS.host,
-            show_default=True,
-            help="Interface to listen on (0.0.0.0: every interface).",
+        _field("host", None, "Interface to listen on (0.0.0.0: every interface)."),
+        _field(
+            "port",
+            click.IntRange(0, 65535),
+            "Port to listen on; 0 picks a free one (the banner says which).",
         ),
-        click.option(
-            "--port",
-            type=click.IntRange(0, 65535),
-            default=_DEFAULTS.port,
-            show_default=True,
-            help="Port to listen on; 0 picks a free one (the banner says which).",
+        _field(
+            "latency_ms",
+            click.FloatRange(min=0),
+            "Time each call takes before it answers, in milliseconds.",
         ),
-        click.option(
-            "--latency-ms",
-            type=click.FloatRange(min=0),
-            default=_DEFAULTS.latency_ms,
-            show_default=True,
-            help="Time each call takes before it answers, in milliseconds.",
+        _field(
+            "jitter_ms",
+            click.FloatRange(min=0),
+            "Uniform ± jitter on the latency, in milliseconds.",
         ),
-        click.option(
-            "--jitter-ms",
-            type=click.FloatRange(min=0),
-            default=_DEFAULTS.jitter_ms,
-            show_default=True,
-            help="Uniform ± jitter on the latency, in milliseconds.",
-        ),
-        click.option(
-            "--ms-per-output-token",
-            type=click.FloatRange(min=0),
-            default=_DEFAULTS.ms_per_output_token,
-            show_default=True,
-            help="Generation time per output token, in milliseconds (a stream pays it "
-            "event by event).",
+        _field(
+            "ms_per_output_token",
+            click.FloatRange(min=0),
+            "Generation time per output token, in milliseconds (a stream pays it event by event).",
         ),
         *(
             click.option(
@@ -88,12 +85,10 @@ def _options(command: Any) -> Any:
             )
             for name in ("rpm", "itpm", "otpm")
         ),
-        click.option(
-            "--limit-interval-s",
-            type=click.FloatRange(0, 60, min_open=True),
-            default=_DEFAULTS.limit_interval_s,
-            show_default=True,
-            help="Seconds of refill each per-minute limit holds (1: the strictest the API "
+        _field(
+            "limit_interval_s",
+            click.FloatRange(0, 60, min_open=True),
+            "Seconds of refill each per-minute limit holds (1: the strictest the API "
             "documents; 60: a whole minute's worth at once).",
         ),
         *(
@@ -108,27 +103,17 @@ def _options(command: Any) -> Any:
             )
             for kind in FAULT_KINDS
         ),
-        click.option(
-            "--hang-s",
-            type=click.FloatRange(min=0),
-            default=_DEFAULTS.hang_s,
-            show_default=True,
-            help="How long a hung call (--rate-hang) waits before its 500, in seconds.",
+        _field(
+            "hang_s",
+            click.FloatRange(min=0),
+            "How long a hung call (--rate-hang) waits before its 500, in seconds.",
         ),
-        click.option(
-            "--retry-after-s",
-            type=click.FloatRange(min=0),
-            default=_DEFAULTS.retry_after_s,
-            show_default=True,
-            help="The retry-after an injected 429 gives, in seconds.",
+        _field(
+            "retry_after_s",
+            click.FloatRange(min=0),
+            "The retry-after an injected 429 gives, in seconds.",
         ),
-        click.option(
-            "--seed",
-            type=int,
-            default=_DEFAULTS.seed,
-            show_default=True,
-            help="Seeds the replies, the faults and the jitter.",
-        ),
+        _field("seed", int, "Seeds the replies, the faults and the jitter."),
         click.option(
             "--api-key",
             default=None,
@@ -149,34 +134,20 @@ def _options(command: Any) -> Any:
             show_default="the model's",
             help="Largest max_tokens accepted, for every model.",
         ),
-        click.option(
-            "--thinking-scale",
-            type=click.FloatRange(min=0),
-            default=_DEFAULTS.thinking_scale,
-            show_default=True,
-            help="Scales how many tokens adaptive thinking spends.",
+        _field(
+            "thinking_scale",
+            click.FloatRange(min=0),
+            "Scales how many tokens adaptive thinking spends.",
         ),
-        click.option(
-            "--max-body-bytes",
-            type=click.IntRange(min=1),
-            default=_DEFAULTS.max_body_bytes,
-            show_default=True,
-            help="Largest request body accepted; a larger one gets a 413.",
+        _field(
+            "max_body_bytes",
+            click.IntRange(min=1),
+            "Largest request body accepted; a larger one gets a 413.",
         ),
-        click.option(
-            "--reply-min-tokens",
-            type=click.IntRange(min=1),
-            default=_DEFAULTS.reply_min_tokens,
-            show_default=True,
-            help="Fewest text tokens in a generated reply.",
+        _field(
+            "reply_min_tokens", click.IntRange(min=1), "Fewest text tokens in a generated reply."
         ),
-        click.option(
-            "--reply-max-tokens",
-            type=click.IntRange(min=1),
-            default=_DEFAULTS.reply_max_tokens,
-            show_default=True,
-            help="Most text tokens in a generated reply.",
-        ),
+        _field("reply_max_tokens", click.IntRange(min=1), "Most text tokens in a generated reply."),
         click.option(
             "--script",
             "script_path",
@@ -184,13 +155,7 @@ def _options(command: Any) -> Any:
             default=None,
             help="A JSON file of script rules that steer answers by prompt (localapi/script.py).",
         ),
-        click.option(
-            "--log-size",
-            type=click.IntRange(min=1),
-            default=_DEFAULTS.log_size,
-            show_default=True,
-            help="Requests kept in the log GET /_mock/log reads.",
-        ),
+        _field("log_size", click.IntRange(min=1), "Requests kept in the log GET /_mock/log reads."),
         click.option(
             "--honest-billing/--no-honest-billing",
             default=_DEFAULTS.honest_billing,
