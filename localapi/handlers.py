@@ -226,6 +226,16 @@ class APIHandlers:
             # A stream pays its per-token time event by event (_stream), not up front too.
             latency_ms = self._latency_ms(scripted, 0 if streaming else reply.output_tokens)
             response: web.StreamResponse | None = None
+
+            def finished() -> None:
+                """The output was produced: the unused part goes back, the call is billed."""
+                nonlocal settled
+                end = time.time()
+                state.limits.refund_output(max(0, max_tokens - reply.output_tokens), end)
+                settled = True
+                if fault != "stream_error":
+                    self._bill(identity, body["model"], reply, input_tokens, cache, end)
+
             try:
                 if streaming:
                     # A stream's headers go out before its body, with the bucket levels of then.
@@ -236,17 +246,10 @@ class APIHandlers:
             except (asyncio.CancelledError, ConnectionResetError):
                 if config.honest_billing and fault != "stream_error":
                     # The client went away; the call is finished and billed all the same.
-                    end = time.time()
-                    state.limits.refund_output(max(0, max_tokens - reply.output_tokens), end)
-                    settled = True
-                    self._bill(identity, body["model"], reply, input_tokens, cache, end)
+                    finished()
                     state.stats.abandoned_billed += 1
                 raise
-            end = time.time()
-            state.limits.refund_output(max(0, max_tokens - reply.output_tokens), end)
-            settled = True
-            if fault != "stream_error":
-                self._bill(identity, body["model"], reply, input_tokens, cache, end)
+            finished()
             entry.output_tokens = reply.output_tokens
             if response is not None:
                 return response
