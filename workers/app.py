@@ -112,8 +112,10 @@ def _events_if_a_flower_watches(conf: Any = None, **_: Any) -> None:
     if conf.worker_send_task_events:
         return
     try:
-        client = redis.Redis.from_url(conf.broker_url, socket_timeout=2, socket_connect_timeout=2)
-        watching = client.exists(keys.flower_watching())
+        with redis.Redis.from_url(
+            conf.broker_url, socket_timeout=2, socket_connect_timeout=2
+        ) as client:
+            watching = client.exists(keys.flower_watching())
     except (redis.RedisError, ValueError):
         return  # not a Redis broker, or away: Flower turns events on when it sees us
     if watching:
