@@ -71,9 +71,8 @@ LOST_BATCHES_LIMIT = 10_000
 
 # kombu's defaults for the Redis transport's unacknowledged records and its
 # priority lists (kombu/transport/redis.py); start_in_worker reads the
-# channel's own.
+# channel's own unacknowledged key.
 UNACKED = "unacked"
-UNACKED_INDEX = "unacked_index"
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)
 
