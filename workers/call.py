@@ -211,9 +211,11 @@ def execute(
             "maybe_billed_usd": progress.maybe_billed_usd,
         }
     )
-    _end(key, owner, envelope, deps, progress, writes)
     if not progress.stopped:
+        # Logged before the answer is stored: whoever sees the item end finds
+        # its line in the log already.
         log_unless_complete(envelope, request.model, task_id)
+    _end(key, owner, envelope, deps, progress, writes)
     return envelope
 
 
