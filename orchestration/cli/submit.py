@@ -1,0 +1,197 @@
+"""``chorus submit`` and ``chorus wait``: a batch sent, and followed until it ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from orchestration.cli.common import (
+    EFFORT,
+    console,
+    err,
+    fail,
+    get_batch,
+    interrupted,
+    main,
+    warn_if_no_worker,
+    with_redis,
+)
+
+# How long `chorus wait` and `chorus submit --wait` follow a batch.
+WAIT_TIMEOUT = click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    show_default="no limit",
+    help="Seconds to follow the batch; then exit 1, the batch going on.",
+)
+
+
+@main.command("submit")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--template",
+    "template_file",
+    type=click.Path(dir_okay=False),
+    help="A text file with {field} placeholders filled from each item.",
+)
+@click.option(
+    "--prompt-field",
+    show_default="prompt",
+    help='The field holding each item\'s prompt ({"id": ..., FIELD: ...} lines).',
+)
+@click.option(
+    "--model",
+    show_default="CHORUS_ANTHROPIC__DEFAULT_MODEL",
+    help="Model for items that name none.",
+)
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=None,
+    show_default="2048",
+    help="Output token cap for items that set none; thinking counts against it.",
+)
+@click.option("--system", help="System prompt for items that set none.")
+@click.option("--effort", type=EFFORT, help="output_config.effort for items that set none.")
+@click.option(
+    "--vote",
+    type=int,
+    default=None,
+    help="Sample each item N times and keep the majority answer.",
+)
+@click.option(
+    "--name",
+    show_default="none: a new batch each time",
+    help="Name the batch; submitting the same file under the same name resumes it.",
+)
+@click.option(
+    "--max-cost",
+    "max_cost",
+    type=click.FloatRange(min=0),
+    default=None,
+    show_default="no budget",
+    help="Budget in USD: once reached, items not yet sent are skipped.",
+)
+@click.option("--skip-invalid", is_flag=True, help="Enqueue the valid lines, report the rest.")
+@click.option(
+    "--wait",
+    "wait_",
+    is_flag=True,
+    help="Then follow the batch until it ends, as `chorus wait` does.",
+)
+@WAIT_TIMEOUT
+def submit_cmd(
+    file: str,
+    template_file: str | None,
+    prompt_field: str | None,
+    model: str | None,
+    max_tokens: int | None,
+    system: str | None,
+    effort: str | None,
+    vote: int | None,
+    name: str | None,
+    max_cost: float | None,
+    skip_invalid: bool,
+    wait_: bool,
+    timeout_s: float | None,
+) -> None:
+    """Validate a JSONL FILE, enqueue its items, print the batch id.
+
+    With --wait, follow it as `chorus wait` does (and with its exit status).
+    """
+    from orchestration.batch import Batch, InvalidBatchFile, StateUnavailable
+    from orchestration.batchfile import BatchInputError
+
+    if timeout_s is not None and not wait_:
+        fail("--timeout goes with --wait")
+    template = None
+    if template_file is not None:
+        try:
+            with open(template_file, encoding="utf-8") as handle:
+                template = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read the template {template_file}: {exc}")
+    with_redis()
+
+    def created(batch: Any) -> None:
+        report = batch.report
+        verb = "resuming" if report.resumed else "enqueuing"
+        console.print(batch.id, markup=False, highlight=False)
+        err.print(f"chorus: {verb} batch {batch.id}: {report.items:,} items", markup=False)
+
+    try:
+        batch = Batch.submit(
+            file,
+            name=name,
+            prompt_field=prompt_field,
+            template=template,
+            model=model,
+            max_tokens=max_tokens,
+            system=system,
+            effort=effort,
+            vote=vote,
+            skip_invalid=skip_invalid,
+            max_cost_usd=max_cost,
+            on_created=created,
+        )
+    except (InvalidBatchFile, BatchInputError) as exc:
+        fail(str(exc))
+    except StateUnavailable as exc:
+        fail(str(exc), 1)
+    report = batch.report
+    for model in report.unpriced:
+        err.print(
+            f"chorus: no price is known for {model}: its calls' cost is reported as unknown; "
+            f"set CHORUS_PRICES__{model}__INPUT_PER_MTOK and __OUTPUT_PER_MTOK",
+            markup=False,
+        )
+    if report.invalid_total:
+        err.print(f"chorus: skipped {report.invalid_total} invalid lines:", markup=False)
+        for error in report.invalid[:20]:
+            err.print(f"  {error}", markup=False)
+        if report.invalid_total > 20:
+            err.print(f"  ... and {report.invalid_total - 20} more", markup=False)
+    note = f" ({report.already_answered:,} already had a result)" if report.resumed else ""
+    err.print(f"chorus: {report.enqueued:,} items enqueued{note}", markup=False)
+    warn_if_no_worker()
+    if wait_:
+        _follow(batch, name or batch.id, timeout_s)
+
+
+def _follow(batch: Any, ref: str, timeout_s: float | None = None) -> None:
+    """Show ``batch`` until it ends, then its table; exit 3 if it is paused with nothing
+    left to run, 1 after ``timeout_s`` seconds, 130 on Ctrl-C (the last two leave it
+    running). ``ref``: what the user calls it, for the commands suggested."""
+    from orchestration.batch import BatchNotFound
+    from orchestration.progress import follow, status_table
+
+    goes_on = f"`chorus wait {ref}` follows it again, `chorus cancel {ref}` stops it"
+    try:
+        status = follow(batch, err, timeout_s=timeout_s)
+    except TimeoutError:
+        fail(f"batch {ref} not done within {timeout_s:g} s; it goes on: {goes_on}", 1)
+    except KeyboardInterrupt:
+        interrupted(f"stopped following batch {ref}; it goes on: {goes_on}")
+    except BatchNotFound as exc:
+        fail(str(exc), 1)
+    err.print(status_table(status))
+    if status.stalled:
+        raise SystemExit(3)
+
+
+@main.command("wait")
+@click.argument("batch_ref", metavar="BATCH")
+@WAIT_TIMEOUT
+def wait_cmd(batch_ref: str, timeout_s: float | None) -> None:
+    """Follow a batch until it ends, then print its status.
+
+    On a terminal the view is a live progress bar; otherwise one line every 5
+    seconds. Exit status: 0 when every item ended, 3 when the batch is paused
+    with nothing left to run (`chorus resume`), 1 after --timeout, 130 after
+    Ctrl-C; the last two leave the batch running.
+    """
+    with_redis()
+    _follow(get_batch(batch_ref), batch_ref, timeout_s)
