@@ -43,7 +43,7 @@ from prometheus_client.registry import REGISTRY, CollectorRegistry
 from config.settings import Settings, get_settings
 from workers import keys
 from workers.errors import LimiterUnavailable
-from workers.ledger import STATE_NAMES, BatchStatus, as_text, parse_status
+from workers.ledger import STATE_NAMES, BatchStatus, Ledger, as_text
 from workers.outcomes import Outcome
 from workers.ratelimit.backends.redis import RedisLimiter
 from workers.ratelimit.limitkey import api_fingerprint, family_of_key, model_family
@@ -71,6 +71,7 @@ class ChorusCollector:
             self._settings.broker_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self._limiter = RedisLimiter(self._redis, self._settings.limits_for)
+        self._ledger = Ledger(self._redis, expires_s=self._settings.results.expires_s)
 
     def describe(self) -> Iterable[Metric]:
         # Names only: registering must not need Redis.
@@ -93,19 +94,14 @@ class ChorusCollector:
         pipe = self._redis.pipeline(transaction=False)
         pipe.llen(queue)
         pipe.hlen(UNACKED_KEY)
-        pipe.zrevrange(keys.batch_index(), 0, self._batches - 1)
         pipe.smembers(keys.limit_index())
-        queued, unacked, batch_ids, limit_keys = pipe.execute()
+        queued, unacked, limit_keys = pipe.execute()
         f.queue.add_metric([queue], queued)
         f.unacked.add_metric([], unacked)
 
-        ids = [as_text(raw) for raw in batch_ids]
-        pipe = self._redis.pipeline(transaction=False)
-        for batch_id in ids:
-            pipe.hgetall(keys.batch(batch_id))
-        for batch_id, raw in zip(ids, pipe.execute(), strict=True):
-            if raw:  # expired or removed since it was indexed
-                _add_batch(f, parse_status(batch_id, raw))
+        for status in self._ledger.statuses(self._ledger.recent_ids(self._batches)):
+            if status is not None:  # expired or removed since it was indexed
+                _add_batch(f, status)
 
         for key in self._limit_keys({as_text(raw) for raw in limit_keys}):
             _add_limit(f, self._limiter, key)

@@ -54,6 +54,7 @@ from typing import Any
 import redis
 
 from workers import keys
+from workers.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +110,6 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0
 """
-_COUNT_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('HINCRBY', KEYS[1], 'restored', 1)
-end
-return 0
-"""
 
 
 def redis_now(client: redis.Redis) -> float:
@@ -151,7 +146,7 @@ class Sweeper:
         self._changed = threading.Event()
         self._write = client.register_script(_WRITE_LIST)
         self._drop = client.register_script(_DROP_IF_SAME)
-        self._count = client.register_script(_COUNT_IF_EXISTS)
+        self._ledger = _ledger(client)
         self.restored = 0
         self.shutting_down = False
 
@@ -227,7 +222,7 @@ class Sweeper:
                 restored += 1
                 batch = _batch_of(message, unacked=True)
                 if batch not in (None, UNKNOWN):
-                    self._count(keys=[keys.batch(str(batch))], args=[])
+                    self._ledger.count_restored(str(batch))
             self._drop(keys=[holders_key()], args=[name, raw])
         if restored:
             self.restored += restored
@@ -326,7 +321,8 @@ def end_lost_items(client: redis.Redis, now: float, *, unacked: str = UNACKED) -
     suspect at the previous check with the same ``updated_at`` ends its
     pending items ``failed``, error type ``lost``.
     """
-    quiet = _quiet_batches(client, now)
+    ledger = _ledger(client)
+    quiet = ledger.quiet_running(LOST_BATCHES_LIMIT, LOST_AFTER_S, now)
     suspects_before = {_text(k): _text(v) for k, v in client.hgetall(lost_suspects_key()).items()}
     if not quiet:
         client.delete(lost_suspects_key())
@@ -352,24 +348,8 @@ def end_lost_items(client: redis.Redis, now: float, *, unacked: str = UNACKED) -
     ended = 0
     for batch_id, updated in suspects.items():
         if suspects_before.get(batch_id) == updated:
-            ended += _end_pending_as_lost(client, batch_id, updated)
+            ended += _end_pending_as_lost(ledger, batch_id, updated)
     return ended
-
-
-def _quiet_batches(client: redis.Redis, now: float) -> dict[str, tuple[str, str]]:
-    """Running batches, all enqueued, quiet for LOST_AFTER_S: id -> (updated_at, queue)."""
-    ids = [_text(i) for i in client.zrevrange(keys.batch_index(), 0, LOST_BATCHES_LIMIT - 1)]
-    pipe = client.pipeline(transaction=False)
-    for batch_id in ids:
-        pipe.hmget(keys.batch(batch_id), "state", "updated_at", "enqueued", "total", "queue")
-    quiet = {}
-    for batch_id, fields in zip(ids, pipe.execute(), strict=True):
-        state, updated, enqueued, total, queue = (None if v is None else _text(v) for v in fields)
-        if state != "running" or not updated or not queue or enqueued != total:
-            continue
-        if now - int(updated) / 1000.0 > LOST_AFTER_S:
-            quiet[batch_id] = (updated, queue)
-    return quiet
 
 
 def _batches_queued(client: redis.Redis, queue: str, wanted: set[str]) -> set[str | None]:
@@ -393,18 +373,9 @@ def _batches_queued(client: redis.Redis, queue: str, wanted: set[str]) -> set[st
     return found
 
 
-def _end_pending_as_lost(client: redis.Redis, batch_id: str, updated: str) -> int:
-    from workers.ledger import ItemState, Ledger, result_record
+def _end_pending_as_lost(ledger: Ledger, batch_id: str, updated: str) -> int:
     from workers.models import Envelope, ErrorInfo
-    from workers.redisio import run_together
 
-    if _text(client.hget(keys.batch(batch_id), "updated_at") or b"") != updated:
-        return 0  # it moved: not lost
-    items = client.hgetall(keys.batch_items(batch_id))
-    pending = sorted(int(i) for i, state in items.items() if _text(state) == ItemState.PENDING)
-    if not pending:
-        return 0
-    ids = [_text(i) for i in client.lrange(keys.batch_ids(batch_id), 0, -1)]
     lost = ErrorInfo(
         type="lost",
         message=(
@@ -413,29 +384,20 @@ def _end_pending_as_lost(client: redis.Redis, batch_id: str, updated: str) -> in
         ),
         retryable=True,
     )
-    ledger = Ledger(client, expires_s=_expires_s())
-    envelope = Envelope.failure("lost", lost)
-    commands = [
-        ledger.finish_command(
+    count = ledger.end_pending(batch_id, Envelope.failure("lost", lost), unless_moved_since=updated)
+    if count:
+        log.warning(
+            "batch %s: %d pending item(s) lost their messages; ended failed 'lost'",
             batch_id,
-            index,
-            result_record(ids[index] if index < len(ids) else str(index), envelope),
-            state=ItemState.FAILED,
-            error_type="lost",
+            count,
         )
-        for index in pending
-    ]
-    count = sum(1 for reply in run_together(commands) if reply)
-    log.warning(
-        "batch %s: %d pending item(s) lost their messages; ended failed 'lost'", batch_id, count
-    )
     return count
 
 
-def _expires_s() -> int:
+def _ledger(client: redis.Redis) -> Ledger:
     from config.settings import get_settings
 
-    return int(get_settings().results.expires_s)
+    return Ledger(client, expires_s=int(get_settings().results.expires_s))
 
 
 # --- in a worker process -------------------------------------------------------------

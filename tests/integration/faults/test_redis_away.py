@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from localapi import LocalAPIServer
+from orchestration import submission
 from orchestration.batch import Batch, StateUnavailable
 from orchestration.embedded import free_port
 from tests.integration.conftest import BRIEF, Workers, chorus
@@ -84,16 +85,16 @@ def test_the_python_api_says_nothing_was_enqueued_when_redis_is_away(
 def test_a_batch_cut_off_mid_enqueue_is_known_to_the_ledger_and_finished_by_resubmitting(
     workers: Workers, local_api: LocalAPIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_publish = Batch._publish
+    real_publish = submission.publish
     calls = {"n": 0}
 
-    def publish_then_fail(self: Batch, batch_items: Any, vote: Any) -> None:
+    def publish_then_fail(batch_id: str, batch_items: Any, vote: Any, **kw: Any) -> None:
         calls["n"] += 1
         if calls["n"] == 3:
             raise redis.ConnectionError("Redis went away")
-        real_publish(self, batch_items, vote)
+        real_publish(batch_id, batch_items, vote, **kw)
 
-    monkeypatch.setattr(Batch, "_publish", publish_then_fail)
+    monkeypatch.setattr(submission, "publish", publish_then_fail)
     with pytest.raises(
         StateUnavailable, match="submit the same input again with --name b-"
     ) as caught:
@@ -102,7 +103,7 @@ def test_a_batch_cut_off_mid_enqueue_is_known_to_the_ledger_and_finished_by_resu
     status = Batch.get(batch_id).progress()
     assert status.state == "enqueuing" and status.enqueued == 1000 and status.total == 1500
 
-    monkeypatch.setattr(Batch, "_publish", real_publish)
+    monkeypatch.setattr(submission, "publish", real_publish)
     again = Batch.submit(items(1500), **BRIEF, name=batch_id)
     final = again.wait(TIMEOUT_S)
 

@@ -6,13 +6,13 @@
 -- ARGV[1]  the item's index
 -- ARGV[2]  its final state: c, f, x, b or z
 -- ARGV[3]  its result, JSON
--- ARGV[4..11]  its own call's spend, as spend.lua takes it: input, output,
+-- ARGV[4..12]  its own call's spend, as spend.lua takes it: input, output,
 --              cache-write and cache-read tokens, cost (micro-USD), budget
---              reserved (to release), API calls, 1 if from the result store
--- ARGV[12] the error type ('' when it succeeded)
--- ARGV[13] a message to pause the batch with ('' for none): the first 401
--- ARGV[14] seconds to keep the batch once it is done
--- ARGV[15] 1 if its call's model has no price (counted in cost_unknown)
+--              reserved (to release), API calls, 1 if from the result store,
+--              1 if its model has no price (counted in cost_unknown)
+-- ARGV[13] the error type ('' when it succeeded)
+-- ARGV[14] a message to pause the batch with ('' for none): the first 401
+-- ARGV[15] seconds to keep the batch once it is done
 --
 -- Returns 1 if counted, 0 if the item had already ended (a duplicate) or the
 -- batch no longer exists.
@@ -28,27 +28,11 @@ end
 move(batch, items, index, state, to)
 redis.call('HSET', results, index, ARGV[3])
 add_spend(batch, 4)
-if ARGV[12] ~= '' then
-  redis.call('HINCRBY', batch, 'err:' .. ARGV[12], 1)
+if ARGV[13] ~= '' then
+  redis.call('HINCRBY', batch, 'err:' .. ARGV[13], 1)
 end
-if ARGV[15] == '1' then
-  redis.call('HINCRBY', batch, 'cost_unknown', 1)
-end
-if ARGV[13] ~= '' and redis.call('HSETNX', batch, 'pause_message', ARGV[13]) == 1 then
+if ARGV[14] ~= '' and redis.call('HSETNX', batch, 'pause_message', ARGV[14]) == 1 then
   redis.call('HSET', batch, 'stop', 'paused', 'state', 'paused')
 end
-
-local meta = redis.call('HMGET', batch, 'total', 'enqueued', 'n:c', 'n:f', 'n:x', 'n:b')
-local total = tonumber(meta[1]) or -1
-local ended = 0
-for i = 3, 6 do
-  ended = ended + (tonumber(meta[i]) or 0)
-end
-if ended == total and tonumber(meta[2]) == total then
-  redis.call('HSET', batch, 'state', 'done', 'ended_at', now_ms())
-  redis.call('RPUSH', KEYS[6], 1)
-  for i = 1, #KEYS do
-    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[14]))
-  end
-end
+done_if_ended(batch, tonumber(ARGV[15]))
 return 1

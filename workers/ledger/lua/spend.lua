@@ -5,6 +5,7 @@
 -- ARGV[1..4]  input, output, cache-write and cache-read tokens
 -- ARGV[5]  its cost, micro-USD       ARGV[6]  the budget reserved for it, to release
 -- ARGV[7]  API calls made            ARGV[8]  1 if answered from the result store
+-- ARGV[9]  1 if its model has no price (counted in cost_unknown)
 --
 -- Returns 1, or 0 when the batch no longer exists.
 
