@@ -15,7 +15,7 @@ The steps, each a place where money or work could be lost:
    ``max_continuations`` times, each an attempt through the limiter.
 5. The reservation is settled to the reported usage, the answer stored
    (complete or not: it was paid for) and the claim released, with the
-   caller's own writes, in one round trip.
+   end commands of the caller's hooks (``workers.hooks``), in one round trip.
 
 Nothing here raises for an expected failure: the result is always an
 :class:`~workers.models.Envelope`. A message that came back gets its outcome
@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from config.prices import ModelPrice
 from workers.durable import TRANSIENT, retrying
@@ -45,13 +45,14 @@ from workers.errors import (
     ProviderError,
     RateLimited,
 )
+from workers.hooks import NO_HOOKS, CallHooks
 from workers.models import CallRequest, Envelope, ErrorInfo, Usage, sum_api_usage
 from workers.outcomes import Outcome
 from workers.provider import ProviderReply
 from workers.ratelimit.backend import Cost, RateLimiter, Reservation
 from workers.redisio import Command, run_together
 from workers.retry import RetryPolicy
-from workers.store import ResultStore
+from workers.store import Look, ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -68,25 +69,10 @@ LIMITER_PATIENCE_S = 120.0
 IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"
 
 
-# Asked before a call reserves ("reserve") and again before it sends
-# ("send"): an ErrorInfo is a reason not to go (the vote is decided, the
-# batch cancelled or out of budget), None means go.
-Phase = Literal["reserve", "send"]
-Guard = Callable[[Phase], ErrorInfo | None]
-
-
-class Observer(Protocol):
-    """Told when a call waits and when it sends: the batch ledger's running states."""
-
-    def waiting(
-        self, kind: Literal["rate_limit", "retry"], seconds: float, reason: str
-    ) -> None: ...
-
-    def sending(self) -> None: ...
-
-
 class Sender(Protocol):
-    def send(self, request: CallRequest, *, timeout_s: float, key: str) -> ProviderReply: ...
+    def send(
+        self, request: CallRequest, *, timeout_s: float, idempotency_key: str
+    ) -> ProviderReply: ...
 
 
 @dataclass
@@ -97,7 +83,7 @@ class CallDeps:
     limiter: RateLimiter
     store: ResultStore | None
     policy: RetryPolicy
-    limit_key: Callable[[str], str]
+    bucket_id: Callable[[str], str]
     estimate_input_tokens: Callable[[CallRequest], int]
     request_timeout_s: float = 600.0
     # How many times a turn a server tool paused (pause_turn) is sent back.
@@ -120,14 +106,9 @@ class _Progress:
     # Streams that broke off part way, and what they may have cost.
     broken_streams: int = 0
     maybe_billed_usd: float = 0.0
-    # The caller's guard stopped the call (a decided vote, a cancelled or
+    # The caller's hooks stopped the call (a decided vote, a cancelled or
     # paused batch, a spent budget): a decision, not a failure of the call.
     stopped: bool = False
-
-
-# What a caller writes when the call ends, given its final envelope (the batch
-# ledger's end of the item): sent in the same round trip as the call's own.
-Writes = Callable[[Envelope], list[Command]]
 
 
 def execute(
@@ -137,25 +118,27 @@ def execute(
     time_limit_s: float,
     owner: str | None = None,
     delivery: int = 1,
-    guard: Guard | None = None,
-    observer: Observer | None = None,
-    looked: tuple[Envelope | None, bool] | None = None,
-    writes: Writes | None = None,
+    hooks: CallHooks = NO_HOOKS,
+    look: Look | None = None,
     ask_again: bool = False,
 ) -> Envelope:
     """Make the call ``request`` describes; never raises for a failed call.
 
+    ``owner``: the task id (the claim's holder, named in the log line).
+    ``delivery``: which delivery of the task's message this is (1 the first).
+    ``hooks``: the caller's points in the call's life (``workers.hooks``); their
+    end commands go with the call's own at the end, retried until Redis
+    answers, as the result's own write is.
+    ``look``: the caller already looked for the stored result and took the
+    claim in its own first round trip (``workers.prefetch``).
     ``ask_again``: a stored answer that is not complete is not the result; the
     call is made again (``chorus retry`` of a truncated or refused item).
 
-    ``looked``: the caller already sent :meth:`ResultStore.look_commands` with
-    its own first commands, and these are :meth:`ResultStore.looked`'s answer.
-    ``writes``: the caller's commands to send with the call's own at the end,
-    whatever the outcome; if Redis is away they are retried until it answers,
-    as the result's own write is (a reply lost after Redis ran them runs
-    them again: make them idempotent where that matters, as ending an item is).
+    Raises:
+        Only what a bug or the caller's hooks raise; the hooks' ``crashed``
+        point runs first, and the claim is given up.
     """
-    key = request.key()
+    key = request.idempotency_key()
     started = deps.clock()
     progress = _Progress(started=started, deadline=started + time_limit_s)
     task_id = owner
@@ -163,12 +146,12 @@ def execute(
     store = deps.store
 
     if store is not None:
-        stored, claimed = _stored_or_claimed(key, deps, progress, owner, looked, ask_again)
+        stored, claimed = _stored_or_claimed(key, deps, progress, owner, look, ask_again)
         answer: Envelope | None = None
         if stored is not None:
             answer = stored.model_copy(
                 update={
-                    "cached": True,
+                    "from_store": True,
                     "attempts": 0,
                     "delivery": delivery,
                     "elapsed_ms": (deps.clock() - started) * 1000.0,
@@ -191,15 +174,15 @@ def execute(
                 key, busy, delivery=delivery, waited_ms=progress.waited_s * 1000.0
             )
         if answer is not None:
-            if writes is not None:
-                own = writes(answer)
-                if own:
-                    retrying(lambda: run_together(own), what="recording a stored result")
+            own = hooks.end_commands(answer)
+            if own:
+                retrying(lambda: run_together(own), what="recording a stored result")
             return answer
     try:
-        envelope = _attempt_until_done(request, key, deps, progress, guard, observer)
+        envelope = _attempt_until_done(request, key, deps, progress, hooks)
     except BaseException:
         release_quietly(deps, key, owner)  # we hold the claim: give it up at once
+        hooks.crashed()
         raise
     envelope = envelope.model_copy(
         update={
@@ -215,7 +198,7 @@ def execute(
         # Logged before the answer is stored: whoever sees the item end finds
         # its line in the log already.
         log_unless_complete(envelope, request.model, task_id)
-    _end(key, owner, envelope, deps, progress, writes)
+    _end(key, owner, envelope, deps, progress, hooks)
     return envelope
 
 
@@ -232,7 +215,8 @@ def log_unless_complete(envelope: Envelope, model: str, task_id: str | None = No
     complete (``truncated``, ``refused``, ...) is an INFO line naming its
     outcome. Both end with the task id, when given, and the model. The
     message is on one line, cut at ``LOGGED_MESSAGE_CHARS``; the API key is
-    never in it (decision 5: the SDK's errors do not carry it).
+    never in it (docs/ARCHITECTURE.md, "The key stays with the worker": the
+    SDK's errors do not carry it).
     """
     error = envelope.error
     if envelope.ok or error is None:
@@ -275,9 +259,9 @@ def _end(
     envelope: Envelope,
     deps: CallDeps,
     progress: _Progress,
-    writes: Writes | None,
+    hooks: CallHooks,
 ) -> None:
-    """Settle, store the result, release the claim, and the caller's writes: one round trip.
+    """Settle, store the result, release the claim, and the hooks' end commands: one round trip.
 
     The result is stored before the claim is released, so a duplicate that
     takes the claim next finds the answer. If Redis is away, the settlement is
@@ -298,8 +282,7 @@ def _end(
             # identical request is answered from here, never paid again.
             durable.append(deps.store.put_command(envelope))
         durable.append(deps.store.release_command(key, owner))
-    if writes is not None:
-        durable += writes(envelope)
+    durable += hooks.end_commands(envelope)
     try:
         run_together(settle + durable)
     except TRANSIENT:
@@ -311,23 +294,23 @@ def _stored_or_claimed(
     deps: CallDeps,
     progress: _Progress,
     owner: str,
-    looked: tuple[Envelope | None, bool] | None,
+    look: Look | None,
     ask_again: bool,
-) -> tuple[Envelope | None, bool]:
+) -> Look:
     """(the stored result, False) or (None, True) once this caller holds the claim.
 
     (None, False): another caller held the claim past this task's deadline.
     """
     assert deps.store is not None
     while True:
-        stored, claimed = looked or deps.store.look(key, owner, ask_again=ask_again)
-        looked = None
+        stored, claimed = look or deps.store.look(key, owner, ask_again=ask_again)
+        look = None
         if stored is not None or claimed:
-            return stored, claimed
+            return Look(stored, claimed)
         # Another worker is making this exact call now: wait for its answer.
         # If it dies, its claim lapses (a lease) and this loop takes over.
         if deps.clock() + CLAIM_POLL_S > progress.deadline:
-            return None, False
+            return Look(None, False)
         _wait(deps, progress, CLAIM_POLL_S)
 
 
@@ -336,10 +319,9 @@ def _attempt_until_done(
     key: str,
     deps: CallDeps,
     progress: _Progress,
-    guard: Guard | None,
-    observer: Observer | None,
+    hooks: CallHooks,
 ) -> Envelope:
-    limit_key = deps.limit_key(request.model)
+    bucket_id = deps.bucket_id(request.model)
     sending = request
     cost = Cost(1, deps.estimate_input_tokens(request), request.max_tokens)
     limiter_failures = 0
@@ -348,11 +330,11 @@ def _attempt_until_done(
     # The reply so far of a turn a server tool paused (pause_turn).
     turn: dict[str, Any] | None = None
     while True:
-        if guard is not None and (stop := guard("reserve")) is not None:
+        if (stop := hooks.before_reserve()) is not None:
             progress.stopped = True
             return Envelope.failure(key, stop)
         try:
-            reservation = _reserve(deps, progress, limit_key, cost, observer)
+            reservation = _reserve(deps, progress, bucket_id, cost, hooks)
         except LimiterUnavailable as exc:
             # Fail closed: never send unthrottled. Back off and ask again, for as
             # long as a Redis restart or failover takes (not a number of
@@ -370,21 +352,20 @@ def _attempt_until_done(
             return _failed(key, exc)
         limiter_failures, limiter_down_since = 0, None
 
-        if guard is not None and (stop := guard("send")) is not None:
+        if (stop := hooks.before_send()) is not None:
             # Stopped while waiting for its slot: the slot goes back unused.
             _settle_failed(deps, reservation, refund_all=True)
             progress.stopped = True
             return Envelope.failure(key, stop)
-        if observer is not None:
-            observer.sending()
+        hooks.sending()
         progress.attempts += 1
         timeout_s = min(deps.request_timeout_s, max(0.001, progress.deadline - deps.clock()))
         try:
-            reply = deps.provider.send(sending, timeout_s=timeout_s, key=key)
+            reply = deps.provider.send(sending, timeout_s=timeout_s, idempotency_key=key)
         except ProviderError as exc:
             _settle_failed(deps, reservation)
             if isinstance(exc, RateLimited) and exc.retry_after_s:
-                _ignore_limiter_outage(deps.limiter.cooldown, limit_key, exc.retry_after_s)
+                _ignore_limiter_outage(deps.limiter.cooldown, bucket_id, exc.retry_after_s)
             if exc.partial_usage is not None:
                 # A long generation broke off part way: what it generated may
                 # be billed, so it is counted, and it is tried once more at most.
@@ -397,8 +378,7 @@ def _attempt_until_done(
                 return _failed(key, exc)
             if not _fits(deps, progress, retry_in):
                 return _failed(key, DeadlineExceeded(f"{exc.message}; no time left to retry"), exc)
-            if observer is not None:
-                observer.waiting("retry", retry_in, exc.type)
+            hooks.waiting("retry", retry_in, exc.type)
             _wait(deps, progress, retry_in)
             continue
 
@@ -438,13 +418,13 @@ def _continued_turn(turn: dict[str, Any], reply: dict[str, Any]) -> dict[str, An
 def _reserve(
     deps: CallDeps,
     progress: _Progress,
-    limit_key: str,
+    bucket_id: str,
     cost: Cost,
-    observer: Observer | None,
+    hooks: CallHooks,
 ) -> Reservation:
     """A granted reservation, its wait already slept."""
     while True:
-        reservation = deps.limiter.reserve(limit_key, cost)
+        reservation = deps.limiter.reserve(bucket_id, cost)
         if not _fits(deps, progress, reservation.wait_s):
             if reservation.granted:
                 _settle_failed(deps, reservation, refund_all=True)
@@ -452,8 +432,8 @@ def _reserve(
                 f"the rate limit asks for a {reservation.wait_s:.1f} s wait "
                 "and the task's time limit would pass first"
             )
-        if observer is not None and reservation.wait_s > 0:
-            observer.waiting("rate_limit", reservation.wait_s, reservation.binding)
+        if reservation.wait_s > 0:
+            hooks.waiting("rate_limit", reservation.wait_s, reservation.binding)
         _wait(deps, progress, reservation.wait_s)
         if reservation.granted:
             return reservation

@@ -10,6 +10,8 @@ could still come back: the visibility timeout once per allowed delivery.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 
@@ -27,7 +29,7 @@ def ttl_s(worker: WorkerSettings) -> int:
 
 
 def count_commands(client: redis.Redis, task_id: str, ttl: int) -> list[Command]:
-    """Count one more delivery of ``task_id``'s message; the first reply is the count."""
+    """Count one more delivery of ``task_id``'s message; :func:`counted` reads the replies."""
     key = keys.deliveries(task_id)
     return [
         Command(client, ("INCR", key), then=int),
@@ -35,10 +37,14 @@ def count_commands(client: redis.Redis, task_id: str, ttl: int) -> list[Command]
     ]
 
 
+def counted(replies: Sequence[Any]) -> int:
+    """The delivery count (1 the first), from the replies of :func:`count_commands`."""
+    return int(replies[0])
+
+
 def count(client: redis.Redis, task_id: str, ttl: int) -> int:
     """:func:`count_commands`, sent at once; returns the count."""
-    counted, _ = run_together(count_commands(client, task_id, ttl))
-    return int(counted)
+    return counted(run_together(count_commands(client, task_id, ttl)))
 
 
 def dead_letter(task_id: str, key: str, delivery: int) -> Envelope:

@@ -1,41 +1,35 @@
-"""A batch item's life on a worker: start it, guard it, watch it wait, end it in the ledger.
+"""A batch item's life on a worker: start it, hold it to its batch, end it in the ledger.
 
 The call itself is :func:`workers.call.execute`; around it:
 
 - **start**: a duplicate of an item that already ended does nothing; an item of
   a cancelled, paused or out-of-budget batch is marked so and never sent.
-- **guard**: just before sending, the batch may have been cancelled or paused
-  meanwhile; with a budget, the call's worst case (estimated input,
-  ``max_tokens`` output, at list price) is reserved first, so the spent plus
-  the reserved never passes ``--max-cost``.
-- **observe**: waits on the rate limit and before retries show in the
+- **hooks** (:class:`ItemHooks`, ``workers.hooks``): just before sending, the
+  batch may have been cancelled or paused meanwhile; with a budget, the
+  call's worst case (estimated input, ``max_tokens`` output, at list price)
+  is reserved first, so the spent plus the reserved never passes
+  ``--max-cost``. Waits on the rate limit and before retries show in the
   ledger's counts (waiting, retrying), with their reasons.
-- **finish**: the result and the call's spend are recorded once; a 401, a spend
-  limit or an organisation on hold pauses the whole batch with one message
-  instead of failing every item.
+- **finish**: the result and the call's spend are recorded once, in the round
+  trip that stores the result; a 401, a spend limit or an organisation on
+  hold pauses the whole batch with one message instead of failing every item.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Literal
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from workers.call import (
-    IN_FLIGHT_ELSEWHERE,
-    CallDeps,
-    Guard,
-    Observer,
-    Phase,
-    execute,
-    release_quietly,
-)
+from workers.call import IN_FLIGHT_ELSEWHERE, CallDeps, execute, release_quietly
 from workers.durable import retrying
 from workers.errors import blocks_the_account
 from workers.fanin.results import PatternResult
+from workers.hooks import CallHooks, WaitKind, chain
 from workers.ledger import ItemState, Ledger, micro_usd, result_record
 from workers.models import CallRequest, Envelope, ErrorInfo
+from workers.prefetch import Prefetch
 from workers.redisio import Command, run_together
 
 # Without a budget, a cancel or a pause reaches a call that sends within this
@@ -81,13 +75,51 @@ class BatchOption(BaseModel):
     again: bool = False
 
 
-class LedgerObserver(Observer):
-    def __init__(self, ledger: Ledger, option: BatchOption) -> None:
+class ItemHooks(CallHooks):
+    """A batch item's points in its call's life (``workers.hooks``).
+
+    Before sending: stop if the batch was cancelled, paused or ran out of
+    budget meanwhile (with a budget, reserve the call's worst case first).
+    While waiting: the item's state in the ledger says so. At the end: the
+    item ends in the ledger (a vote's sample: its spend only), in the round
+    trip that stores the call's result. On a crash: the reservation goes back.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        option: BatchOption,
+        request: CallRequest,
+        deps: CallDeps,
+        *,
+        budget: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._ledger = ledger
         self._option = option
+        self._request = request
+        self._deps = deps
+        self._budget = budget
+        self._clock = clock
+        self._began = clock()
         self._waiting = False
+        self.reserved_micros = 0
 
-    def waiting(self, kind: Literal["rate_limit", "retry"], seconds: float, reason: str) -> None:
+    def before_send(self) -> ErrorInfo | None:
+        option = self._option
+        if self._budget and self.reserved_micros == 0:
+            worst = worst_case_micros(self._request, self._deps)
+            answer = self._ledger.reserve_budget(option.id, worst)
+            if answer != "ok":
+                return STOPPED.get(answer, STOPPED["cancelled"])
+            self.reserved_micros = worst
+        elif self._clock() - self._began > RECHECK_AFTER_S:
+            reason = self._ledger.stop_reason(option.id)
+            if reason is not None:
+                return STOPPED.get(reason, STOPPED["cancelled"])
+        return None
+
+    def waiting(self, kind: WaitKind, seconds: float, reason: str) -> None:
         state = ItemState.WAITING if kind == "rate_limit" else ItemState.RETRYING
         self._ledger.move(self._option.id, self._option.index, state, reason, seconds)
         self._waiting = True
@@ -96,6 +128,25 @@ class LedgerObserver(Observer):
         if self._waiting:
             self._ledger.move(self._option.id, self._option.index, ItemState.RUNNING)
             self._waiting = False
+
+    def end_commands(self, envelope: Envelope) -> list[Command]:
+        if envelope.error is not None and envelope.error.type == IN_FLIGHT_ELSEWHERE:
+            # A duplicate of a call another worker is still making: that worker
+            # ends the item; ending it here (as failed) would discard its answer.
+            return []
+        option, reserved = self._option, self.reserved_micros
+        if option.part:
+            return self._ledger.spend_commands(option.id, envelope, reserved)
+        return [
+            _end_command(self._ledger, option, envelope, call=envelope, reserved_micros=reserved)
+        ]
+
+    def crashed(self) -> None:
+        # The task boundary ends the item; the budget reserved for this call goes
+        # back, or the batch's --max-cost would stop it early.
+        if self.reserved_micros:
+            release = self._ledger.spend_commands(self._option.id, None, self.reserved_micros)
+            retrying(lambda: run_together(release), what="releasing a budget reservation")
 
 
 def worst_case_micros(request: CallRequest, deps: CallDeps) -> int:
@@ -157,80 +208,42 @@ def run_item(
     *,
     time_limit_s: float,
     owner: str,
-    delivery: int,
-    extra_guard: Guard | None = None,
-    started: tuple[str, str] | None = None,
-    looked: tuple[Envelope | None, bool] | None = None,
+    prefetch: Prefetch | None = None,
+    hooks: CallHooks | None = None,
 ) -> Envelope | None:
     """Run one call of a batch item; None when the item needs nothing (already ended).
 
-    ``started`` and ``looked``: the replies of :meth:`Ledger.start_command` and
-    :meth:`ResultStore.look_commands`, when the caller sent them with its own
-    first commands (one round trip); without them they are sent here.
+    ``prefetch``: the task's first round trip, which started the item and
+    looked for the call's result (``workers.prefetch``); without it the item
+    is started here. ``hooks``: the caller's own (a vote's), run before the item's.
     """
-    verdict, detail = started or ledger.start(option.id, option.index)
-    if verdict in ("done", "gone", "stop") and looked is not None and looked[1]:
+    start = (prefetch.start if prefetch else None) or ledger.start(option.id, option.index)
+    look = prefetch.look if prefetch else None
+    verdict, detail = start
+    if verdict in ("done", "gone", "stop") and look is not None and look.claimed:
         # The caller claimed the call with its first look: nothing will be sent.
-        release_quietly(deps, request.key(), owner)
+        release_quietly(deps, request.idempotency_key(), owner)
     if verdict in ("done", "gone"):
         return None
     if verdict == "stop":
-        stopped = Envelope.failure(request.key(), STOPPED.get(detail, STOPPED["cancelled"]))
+        stopped = Envelope.failure(
+            request.idempotency_key(), STOPPED.get(detail, STOPPED["cancelled"])
+        )
         if not option.part:
             _end(ledger, option, stopped, call=None, reserved_micros=0)
         return stopped
 
-    has_budget = detail not in ("", "0")
-    began = time.monotonic()
-    reserved = 0
-
-    def guard(phase: Phase) -> ErrorInfo | None:
-        nonlocal reserved
-        if extra_guard is not None and (stop := extra_guard(phase)) is not None:
-            return stop
-        if phase != "send":
-            return None
-        if has_budget and reserved == 0:
-            worst = worst_case_micros(request, deps)
-            answer = ledger.reserve_budget(option.id, worst)
-            if answer != "ok":
-                return STOPPED.get(answer, STOPPED["cancelled"])
-            reserved = worst
-        elif time.monotonic() - began > RECHECK_AFTER_S:
-            reason = ledger.stop_reason(option.id)
-            if reason is not None:
-                return STOPPED.get(reason, STOPPED["cancelled"])
-        return None
-
-    def writes(envelope: Envelope) -> list[Command]:
-        if envelope.error is not None and envelope.error.type == IN_FLIGHT_ELSEWHERE:
-            # A duplicate of a call another worker is still making: that worker
-            # ends the item; ending it here (as failed) would discard its answer.
-            return []
-        if option.part:
-            return ledger.spend_commands(option.id, envelope, reserved)
-        return [_end_command(ledger, option, envelope, call=envelope, reserved_micros=reserved)]
-
-    try:
-        return execute(
-            request,
-            deps,
-            time_limit_s=time_limit_s,
-            owner=owner,
-            delivery=delivery,
-            guard=guard,
-            observer=LedgerObserver(ledger, option),
-            looked=looked,
-            writes=writes,
-            ask_again=option.again,
-        )
-    except Exception:
-        # A crash (the task boundary ends the item): the budget reserved for this
-        # call goes back, or the batch's --max-cost would stop it early.
-        if reserved:
-            release = ledger.spend_commands(option.id, None, reserved)
-            retrying(lambda: run_together(release), what="releasing a budget reservation")
-        raise
+    item_hooks = ItemHooks(ledger, option, request, deps, budget=detail not in ("", "0"))
+    return execute(
+        request,
+        deps,
+        time_limit_s=time_limit_s,
+        owner=owner,
+        delivery=prefetch.delivery if prefetch else 1,
+        hooks=chain(hooks, item_hooks),
+        look=look,
+        ask_again=option.again,
+    )
 
 
 def fail_item(ledger: Ledger, option: BatchOption, envelope: Envelope) -> None:

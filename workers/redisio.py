@@ -16,7 +16,7 @@ scripts are), as when they were sent one by one, in the same order.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,22 @@ def run_together(commands: Sequence[Command]) -> list[Any]:
     if failure is not None:
         raise failure
     return replies
+
+
+def run_named(groups: Mapping[str, Sequence[Command]]) -> dict[str, list[Any]]:
+    """:func:`run_together` over named groups of commands; each group's replies by its name.
+
+    Several owners' commands share one round trip and each reads back its own
+    replies (``workers.prefetch``), none by its position among the others'.
+    """
+    commands = [command for group in groups.values() for command in group]
+    replies = run_together(commands)
+    named: dict[str, list[Any]] = {}
+    start = 0
+    for name, group in groups.items():
+        named[name] = replies[start : start + len(group)]
+        start += len(group)
+    return named
 
 
 def _one(command: Command) -> Any:

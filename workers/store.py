@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import redis
 
@@ -42,6 +43,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+class Look(NamedTuple):
+    """What looking for a call's stored result found: the result, or the claim.
+
+    ``stored`` is the result stored for the call (then ``claimed`` is False);
+    otherwise ``claimed`` says whether this caller now holds the call's claim
+    (False: another caller holds it and is making the call).
+    """
+
+    stored: Envelope | None
+    claimed: bool
 
 
 class ResultStore:
@@ -83,7 +96,7 @@ class ResultStore:
             self._redis,
             (
                 "SET",
-                keys.result(self._endpoint, envelope.key),
+                keys.result(self._endpoint, envelope.idempotency_key),
                 envelope.model_dump_json(),
                 "EX",
                 self._ttl_s,
@@ -120,11 +133,10 @@ class ResultStore:
         self,
         call_key: str,
         owner: str,
-        claimed: bool,
-        raw: bytes | None,
+        replies: Sequence[Any],
         *,
         ask_again: bool = False,
-    ) -> tuple[Envelope | None, bool]:
+    ) -> Look:
         """(the stored result, False), (None, True) holding the claim, or (None, False)
         while another caller holds it; from the replies of :meth:`look_commands`.
 
@@ -132,27 +144,26 @@ class ResultStore:
         ...) does not count; the call is made again (``chorus retry``) and its
         new answer replaces it.
         """
+        claimed, raw = replies
         if raw is not None:
             stored = Envelope.model_validate_json(raw)
             if not (ask_again and not stored.ok):
                 if claimed:
                     self.release(call_key, owner)
-                return stored, False
+                return Look(stored, False)
         if claimed:
             self._hold(keys.claim(self._endpoint, call_key), owner)
-        return None, claimed
+        return Look(None, claimed)
 
     def stored(self, call_key: str) -> Envelope | None:
         """The result stored for ``call_key``, or None (read only: no claim taken)."""
         raw = self._redis.get(keys.result(self._endpoint, call_key))
         return None if raw is None else Envelope.model_validate_json(raw)
 
-    def look(
-        self, call_key: str, owner: str, *, ask_again: bool = False
-    ) -> tuple[Envelope | None, bool]:
+    def look(self, call_key: str, owner: str, *, ask_again: bool = False) -> Look:
         """:meth:`look_commands` and :meth:`looked`, sent at once."""
-        claimed, raw = run_together(self.look_commands(call_key, owner))
-        return self.looked(call_key, owner, claimed, raw, ask_again=ask_again)
+        replies = run_together(self.look_commands(call_key, owner))
+        return self.looked(call_key, owner, replies, ask_again=ask_again)
 
     def release(self, call_key: str, owner: str) -> None:
         run_together([self.release_command(call_key, owner)])

@@ -35,16 +35,17 @@ from pydantic import BaseModel, ValidationError
 
 from workers import deliveries
 from workers.app import app
-from workers.call import IN_FLIGHT_ELSEWHERE, Guard, Phase, execute
+from workers.call import IN_FLIGHT_ELSEWHERE, execute
 from workers.durable import TRANSIENT
 from workers.errors import TaskFailed
 from workers.fanin.combine import FanInSpec, fan_in
 from workers.fanin.results import PatternResult
 from workers.fanin.voting import VoteBoard, normalize
+from workers.hooks import NO_HOOKS, CallHooks
 from workers.items import BatchOption, fail_item, finish_pattern_item, run_item, state_of
 from workers.ledger import ItemState
 from workers.models import CallRequest, Envelope, ErrorInfo
-from workers.redisio import run_together
+from workers.prefetch import BatchItem, prefetch
 from workers.runtime import Runtime, get_runtime
 from workers.validation import describe_validation_error
 
@@ -167,7 +168,7 @@ def call(
             value = envelope.model_dump(mode="json")
     except Exception as exc:
         log.exception("task %s: its result could not be encoded", self.request.id)
-        envelope = _crashed(exc, envelope.key)
+        envelope = _crashed(exc, envelope.idempotency_key)
         value = envelope.model_dump(mode="json")
     return _reported(envelope, value, in_batch=opts.batch is not None)
 
@@ -210,7 +211,7 @@ def _stored_answer(runtime: Runtime, key: str) -> Envelope | None:
 
 def _key_of(request: Any) -> str:
     try:
-        return CallRequest.model_validate(request).key()
+        return CallRequest.model_validate(request).idempotency_key()
     except Exception:
         return "invalid"
 
@@ -254,50 +255,40 @@ def _call(task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptio
         return invalid
 
     # One round trip before the call: count this delivery, start the batch
-    # item, claim the call and look for its stored result (workers.redisio).
-    key, owner = parsed.key(), task.request.id or f"eager:{uuid.uuid4().hex}"
-    first = deliveries.count_commands(
-        runtime.redis, owner, deliveries.ttl_s(runtime.settings.worker)
+    # item, claim the call and look for its stored result (workers.prefetch).
+    key, owner = parsed.idempotency_key(), task.request.id or f"eager:{uuid.uuid4().hex}"
+    batch = opts.batch
+    first = prefetch(
+        counter=runtime.redis,
+        store=runtime.store,
+        call_key=key,
+        owner=owner,
+        deliveries_ttl_s=deliveries.ttl_s(runtime.settings.worker),
+        ledger=runtime.ledger,
+        item=None if batch is None else BatchItem(batch.id, batch.index, batch.again),
     )
-    if opts.batch is not None:
-        first.append(runtime.ledger.start_command(opts.batch.id, opts.batch.index))
-    first += runtime.store.look_commands(key, owner)
-    replies = run_together(first)
-    delivery: int = replies[0]
-    started: tuple[str, str] | None = replies[2] if opts.batch is not None else None
-    ask_again = opts.batch is not None and opts.batch.again
-    looked = runtime.store.looked(key, owner, replies[-2], replies[-1], ask_again=ask_again)
 
-    if delivery > runtime.settings.worker.max_deliveries:
-        if looked[1]:
+    if first.delivery > runtime.settings.worker.max_deliveries:
+        if first.look.claimed:
             runtime.store.release(key, owner)
-        envelope = deliveries.dead_letter(task.request.id, key, delivery)
-        if opts.batch is not None:
-            fail_item(runtime.ledger, opts.batch, envelope)
+        envelope = deliveries.dead_letter(task.request.id, key, first.delivery)
+        if batch is not None:
+            fail_item(runtime.ledger, batch, envelope)
         return envelope
 
     vote = opts.vote
-    guard: Guard | None = None
-    board = VoteBoard(runtime.redis) if vote is not None and vote.early_stop else None
-    if board is not None and vote is not None:
-        vote_id = vote.id
-
-        def guard(phase: Phase) -> ErrorInfo | None:
-            return REVOKED if board.decided(vote_id) else None
-
+    hooks = VoteHooks(VoteBoard(runtime.redis), vote.id) if vote and vote.early_stop else None
     time_limit_s = runtime.settings.worker.task_time_limit_s
-    if opts.batch is not None:
+    if batch is not None:
         outcome = run_item(
             parsed,
-            opts.batch,
+            batch,
             runtime.ledger,
             runtime.deps,
             time_limit_s=time_limit_s,
             owner=owner,
-            delivery=delivery,
-            extra_guard=guard,
-            started=started,
-            looked=looked,
+            prefetch=first,
+            hooks=hooks,
         )
         envelope = outcome or Envelope.failure(
             key, ErrorInfo(type="duplicate", message="the item had already ended")
@@ -308,13 +299,26 @@ def _call(task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptio
             runtime.deps,
             time_limit_s=time_limit_s,
             owner=owner,
-            delivery=delivery,
-            guard=guard,
-            looked=looked,
+            delivery=first.delivery,
+            hooks=hooks or NO_HOOKS,
+            look=first.look,
         )
-    if board is not None and vote is not None and envelope.ok:
-        board.record(vote.id, vote.n, normalize(envelope.text, vote.normalize))
+    if hooks is not None and vote is not None and envelope.ok:
+        hooks.board.record(vote.id, vote.n, normalize(envelope.text, vote.normalize))
     return envelope
+
+
+class VoteHooks(CallHooks):
+    """A voting sample's hooks: not sent once its vote is decided (early stop)."""
+
+    def __init__(self, board: VoteBoard, vote_id: str) -> None:
+        self.board = board
+        self._vote_id = vote_id
+
+    def before_reserve(self) -> ErrorInfo | None:
+        return REVOKED if self.board.decided(self._vote_id) else None
+
+    before_send = before_reserve
 
 
 RECEIPT_TEXT_CHARS = 80
@@ -331,7 +335,7 @@ def receipt(envelope: Envelope, option: BatchOption) -> dict[str, Any]:
         "text": text if len(text) <= RECEIPT_TEXT_CHARS else text[:RECEIPT_TEXT_CHARS] + "...",
         "error": None if envelope.error is None else envelope.error.type,
         "attempts": envelope.attempts,
-        "cached": envelope.cached,
+        "from_store": envelope.from_store,
         "output_tokens": envelope.usage.output_tokens,
     }
 
@@ -377,7 +381,7 @@ def _fan_in(
 
     def make_call(request: CallRequest) -> Envelope:
         if delivery > runtime.settings.worker.max_deliveries:
-            return deliveries.dead_letter(task.request.id, request.key(), delivery)
+            return deliveries.dead_letter(task.request.id, request.idempotency_key(), delivery)
         return execute(
             request,
             runtime.deps,

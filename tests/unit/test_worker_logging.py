@@ -12,6 +12,7 @@ from tests.unit.test_call import REQUEST, FakeClock, FakeProvider, make_deps, re
 from workers import errors
 from workers.app import PER_TASK_LOGGERS, _quiet_per_task_lines
 from workers.call import LOGGED_MESSAGE_CHARS, execute
+from workers.hooks import CallHooks
 from workers.models import ErrorInfo
 
 
@@ -103,6 +104,14 @@ def test_an_answer_cut_off_logs_one_info_line_naming_its_outcome(
     assert line.getMessage().endswith("[claude-sonnet-5]")
 
 
+class Stopping(CallHooks):
+    def __init__(self, stop: ErrorInfo) -> None:
+        self.stop = stop
+
+    def before_reserve(self) -> ErrorInfo | None:
+        return self.stop
+
+
 def test_a_call_its_caller_stopped_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
     # A decided vote, a cancelled batch: a decision, not a failure of the call.
     stop = ErrorInfo(type="revoked", message="the vote was decided")
@@ -113,7 +122,7 @@ def test_a_call_its_caller_stopped_logs_nothing(caplog: pytest.LogCaptureFixture
             REQUEST,
             make_deps(provider, FakeClock()),
             time_limit_s=60,
-            guard=lambda phase: stop,
+            hooks=Stopping(stop),
         )
 
     assert envelope.error is not None and envelope.error.type == "revoked"
