@@ -1,8 +1,9 @@
 """Celery's lowercase settings, derived from :class:`Settings` and never edited by hand.
 
-The reliability settings are docs/ARCHITECTURE.md decision 4: acknowledge late, reject
-on a lost worker, prefetch one message per slot, JSON only, and a visibility
-timeout that outlasts the longest task (checked when the settings load).
+The reliability settings are docs/ARCHITECTURE.md, "Nothing lost, nothing paid for
+twice": acknowledge late, reject on a lost worker, prefetch one message per slot,
+JSON only, and a visibility timeout that outlasts the longest task (checked when the
+settings load).
 """
 
 from __future__ import annotations

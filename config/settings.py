@@ -113,7 +113,7 @@ class WorkerSettings(_Section):
     """How a worker process runs tasks."""
 
     # Calls wait on the network, not the CPU: threads, many of them
-    # (docs/ARCHITECTURE.md decision 6).
+    # (docs/ARCHITECTURE.md, "Threads, because calls wait").
     pool: str = "threads"
     concurrency: int = Field(100, ge=1, le=10_000)
     # Processes `chorus worker` starts; 0: two per CPU this process may use.

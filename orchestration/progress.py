@@ -239,7 +239,7 @@ def status_table(status: BatchStatus) -> Table:
     if status.cost_unknown_items:
         cost += f" (+ {status.cost_unknown_items} items at an unknown price)"
     table.add_row("cost", cost)
-    table.add_row("API calls", f"{status.calls:,} ({status.cached:,} answered from the store)")
+    table.add_row("API calls", f"{status.calls:,} ({status.from_store:,} answered from the store)")
     errors = {k: v for k, v in status.errors.items() if v and k not in status.outcomes}
     if errors:
         table.add_row("errors", ", ".join(f"{k} {v}" for k, v in sorted(errors.items())))

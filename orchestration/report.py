@@ -28,7 +28,7 @@ def print_pattern(result: PatternResult, console: Console, err: Console) -> None
         elif branch.error is not None:
             status = f" {branch.error.status}" if branch.error.status else ""
             note = f"{branch.error.type}{status}: {branch.error.message}"[:60]
-        elif branch.cached:
+        elif branch.from_store:
             note = "stored result"
         branches.add_row(
             escape(branch.label),

@@ -13,7 +13,7 @@ answer), ``outcome`` (``complete``, ``truncated``, ``truncated_by_thinking``,
 ``state``, ``text`` (the text blocks joined: ``workers.outcomes.answer_text``),
 then the message's own fields as received (``model``, ``message_id``,
 ``content``, ``stop_reason``, ``stop_sequence``, ``stop_details``, ``usage``),
-``cost_usd``, ``calls``, ``delivery``, ``cached`` and ``error``.
+``cost_usd``, ``calls``, ``delivery``, ``from_store`` and ``error``.
 
 **The Batches API's format**, one line per ended request, each a
 ``MessageBatchIndividualResponse`` (SDK
@@ -87,8 +87,10 @@ def as_chorus_result(stored: dict[str, Any], state_name: str) -> dict[str, Any]:
     }
     for name, field in _MESSAGE_FIELDS:
         record[name] = None if message is None else message.get(field)
-    for name in ("cost_usd", "calls", "delivery", "cached", "error"):
+    for name in ("cost_usd", "calls", "delivery", "from_store", "error"):
         record[name] = stored.get(name)
+    if "cached" in stored and "from_store" not in stored:  # recorded by an older version
+        record["from_store"] = stored["cached"]
     return record
 
 
@@ -148,6 +150,6 @@ def _rebuilt_message(stored: dict[str, Any]) -> dict[str, Any] | None:
     stored before records held the message. Rebuilt by the envelope's own reading
     of such records (``Envelope._from_legacy``); None for a failure."""
     try:
-        return Envelope.model_validate({"key": "", **stored}).message
+        return Envelope.model_validate({"idempotency_key": "", **stored}).message
     except ValidationError:
         return None

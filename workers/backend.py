@@ -18,7 +18,7 @@ rule still holds for it. The task's own state stays FAILURE.
 Celery loads this class from the URL's scheme, ``workers.backend:ChorusRedisBackend+redis://...``
 (``celery/app/backends.py`` ``by_url``): see :func:`backend_url`.
 
-docs/ARCHITECTURE.md decision 11.
+docs/ARCHITECTURE.md, "A failure is FAILURE to Celery, and still a value to a chord".
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ to restore unacknowledged messages, which needs the dropped client, and raises
 ``maybe_close_channel`` ignores connection errors only, so the error escapes
 and the worker stops ("Unrecoverable error") instead of reconnecting, and a
 Redis restart takes every worker down with it (seen in
-tests/integration/test_faults.py::test_a_redis_restart_with_aof_loses_nothing).
+tests/integration/faults/test_redis_restarts.py::test_a_redis_restart_with_aof_loses_nothing).
 The messages are not lost either way: they stay in Redis's unacknowledged set
 and come back after the visibility timeout. So that error is ignored here,
 on connections already collected, and only there.

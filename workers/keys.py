@@ -29,19 +29,19 @@ def deliveries(task_id: str) -> str:
     return f"{PREFIX}deliveries:{task_id}"
 
 
-def limit(limit_key: str) -> str:
+def limit(bucket_id: str) -> str:
     """The buckets of one limit key (a hash)."""
-    return f"{PREFIX}rl:{{{limit_key}}}:buckets"
+    return f"{PREFIX}rl:{{{bucket_id}}}:buckets"
 
 
-def cooldown(limit_key: str) -> str:
+def cooldown(bucket_id: str) -> str:
     """Until when every caller of a limit key holds back after a 429."""
-    return f"{PREFIX}rl:{{{limit_key}}}:cooldown"
+    return f"{PREFIX}rl:{{{bucket_id}}}:cooldown"
 
 
-def limit_stats(limit_key: str) -> str:
+def limit_stats(bucket_id: str) -> str:
     """Counters of a limit key: grants, refusals, time waited."""
-    return f"{PREFIX}rl:{{{limit_key}}}:stats"
+    return f"{PREFIX}rl:{{{bucket_id}}}:stats"
 
 
 def limit_index() -> str:

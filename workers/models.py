@@ -1,10 +1,11 @@
 """What a task takes and what it gives back: a validated request and a result envelope.
 
 A :class:`CallRequest` is one Messages API call. It is validated before it is
-enqueued (so a typo fails at the producer, with the field named) and again
-when a worker decodes it. An :class:`Envelope` is what every call returns,
-success or failure (docs/ARCHITECTURE.md decision 1): expected failures are values, not
-exceptions, so a chord's callback still runs when one branch failed.
+enqueued (so a typo fails at the producer, with the field named) and again when a
+worker decodes it. An :class:`Envelope` is what every call returns, success or
+failure (docs/ARCHITECTURE.md, "One task, one API call; failures are values"):
+expected failures are values, not exceptions, so a chord's callback still runs when
+one branch failed.
 """
 
 from __future__ import annotations
@@ -211,8 +212,11 @@ class CallRequest(_Model):
         turn = MessageParam.model_construct(role="assistant", content=content)
         return self.model_copy(update={"messages": [*self.messages, turn]})
 
-    def key(self) -> str:
-        """The content address of this call: equal requests share it, samples do not.
+    def idempotency_key(self) -> str:
+        """The call's content address: equal requests share it, samples do not.
+
+        A stored answer and a claim on a call in flight are kept under it
+        (``workers.store``): it is what makes a repeated call free.
 
         The canonical form cannot fail on any string JSON can carry: a lone
         surrogate (``"\\ud800"``, refused by validation but possible in a payload
@@ -382,7 +386,8 @@ class Envelope(BaseModel):
 
     ok: bool
     outcome: Outcome = Outcome.FAILED
-    key: str
+    # The request's content address (CallRequest.idempotency_key).
+    idempotency_key: str
     message: dict[str, Any] | None = None
     # What this call cost at list price; None when the model's price is unknown.
     cost_usd: float | None = None
@@ -396,13 +401,22 @@ class Envelope(BaseModel):
     waited_ms: float = 0.0
     attempts: int = 0
     delivery: int = 1
-    # True when the answer came from the result store, not a new API call.
-    cached: bool = False
+    # True when the answer came from chorus's result store, not a new API call
+    # (not Anthropic's prompt cache: that is usage.cache_read_input_tokens).
+    from_store: bool = False
     error: ErrorInfo | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _from_legacy(cls, data: Any) -> Any:
+        # Results stored by older versions: "cached" is now "from_store", "key"
+        # is "idempotency_key".
+        if isinstance(data, dict) and ("cached" in data or "key" in data):
+            data = {**data}
+            for was, now in (("cached", "from_store"), ("key", "idempotency_key")):
+                if was in data:
+                    value = data.pop(was)
+                    data.setdefault(now, value)
         # Results stored before envelopes held the message: rebuild it once, on read.
         if (
             isinstance(data, dict)
@@ -429,7 +443,7 @@ class Envelope(BaseModel):
     @classmethod
     def answered(
         cls,
-        key: str,
+        idempotency_key: str,
         message: dict[str, Any],
         *,
         max_tokens: int | None = None,
@@ -441,17 +455,23 @@ class Envelope(BaseModel):
         return cls(
             ok=outcome is Outcome.COMPLETE,
             outcome=outcome,
-            key=key,
+            idempotency_key=idempotency_key,
             message=message,
             error=error,
             **fields,
         )
 
     @classmethod
-    def failure(cls, key: str, error: ErrorInfo, **fields: Any) -> Envelope:
+    def failure(cls, idempotency_key: str, error: ErrorInfo, **fields: Any) -> Envelope:
         # The API bills no tokens for a call that failed.
         fields.setdefault("cost_usd", 0.0)
-        return cls(ok=False, outcome=Outcome.FAILED, key=key, error=error, **fields)
+        return cls(
+            ok=False,
+            outcome=Outcome.FAILED,
+            idempotency_key=idempotency_key,
+            error=error,
+            **fields,
+        )
 
     @property
     def content(self) -> list[dict[str, Any]]:

@@ -1,9 +1,9 @@
 """The Messages API through the official SDK: one attempt per call, errors translated.
 
-The SDK runs with ``max_retries=0`` (docs/ARCHITECTURE.md decision 2): each attempt is
-ours, so it passes through the rate limiter and is counted. Every SDK error is
-translated here, at one boundary, into ``workers.errors`` with ``__cause__``
-kept.
+The SDK runs with ``max_retries=0`` (docs/ARCHITECTURE.md, "Retries belong to
+chorus"): each attempt is ours, so it passes through the rate limiter and is
+counted. Every SDK error is translated here, at one boundary, into
+``workers.errors`` with ``__cause__`` kept.
 """
 
 from __future__ import annotations
@@ -201,7 +201,9 @@ class Provider:
         """Whether ``request`` goes through the streaming API (a long generation is possible)."""
         return request.max_tokens > self._stream_above
 
-    def send(self, request: CallRequest, *, timeout_s: float, key: str) -> ProviderReply:
+    def send(
+        self, request: CallRequest, *, timeout_s: float, idempotency_key: str
+    ) -> ProviderReply:
         """Make one attempt.
 
         A long generation (``max_tokens`` above ``stream_above_max_tokens``) is
@@ -214,7 +216,7 @@ class Provider:
             raise AuthenticationFailed(
                 "ANTHROPIC_API_KEY is not set in the worker's environment", 401
             )
-        headers = {KEY_HEADER: key}
+        headers = {KEY_HEADER: idempotency_key}
         extra_body: dict[str, Any] | None = None
         if request.uses_sampling_params:
             headers["anthropic-version"] = SAMPLING_API_VERSION

@@ -24,7 +24,7 @@ from workers.provider import Provider
 from workers.ratelimit import build_limiter
 from workers.ratelimit.backend import RateLimiter
 from workers.ratelimit.estimate import estimate_input_tokens
-from workers.ratelimit.limitkey import api_fingerprint, limit_key
+from workers.ratelimit.limitkey import api_fingerprint, bucket_id
 from workers.retry import RetryPolicy
 from workers.store import ResultStore
 
@@ -105,7 +105,7 @@ def build_runtime(settings: Settings) -> Runtime:
         limiter=limiter,
         store=store,
         policy=RetryPolicy.from_settings(settings.retry),
-        limit_key=lambda model: limit_key(api_key, model),
+        bucket_id=lambda model: bucket_id(api_key, model),
         estimate_input_tokens=(
             counted_or_estimated(provider)
             if settings.limiter.estimator == "count_tokens"

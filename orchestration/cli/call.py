@@ -101,7 +101,7 @@ def call_cmd(
             f"[dim]{envelope.model} · {u.input_tokens} in / {u.output_tokens} out tokens{thinking}"
             f"{f' · {u.cache_read_input_tokens} cache read' if u.cache_read_input_tokens else ''}"
             f" · {envelope.attempts} attempt{'s' if envelope.attempts != 1 else ''}"
-            f"{' (stored result, no new call)' if envelope.cached else ''}"
+            f"{' (stored result, no new call)' if envelope.from_store else ''}"
             f" · {envelope.elapsed_ms:.0f} ms · {envelope.stop_reason}[/dim]"
         )
     del settings

@@ -126,7 +126,7 @@ def test_a_new_batch_of_the_same_items_is_answered_from_the_store(
 
     assert second.id != Batch.recent()[1].id
     assert status.count("complete") == 10
-    assert status.cached == 10 and status.cost_usd == 0
+    assert status.from_store == 10 and status.cost_usd == 0
     assert local_api.stats()["paid"] == 10
 
 

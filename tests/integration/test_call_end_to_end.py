@@ -29,7 +29,7 @@ def test_a_call_returns_the_envelope(workers: Workers, local_api: LocalAPIServer
     assert envelope.stop_reason == "end_turn"
     assert envelope.message_id is not None and envelope.message_id.startswith("msg_")
     assert envelope.attempts == 1
-    assert not envelope.cached
+    assert not envelope.from_store
     assert local_api.stats()["paid"] == 1
 
 
@@ -78,7 +78,7 @@ def test_the_same_call_again_is_served_from_the_store_and_paid_once(
     again = wait(submit(request), timeout_s=30)
 
     assert first.ok and again.ok
-    assert again.cached
+    assert again.from_store
     assert again.text == first.text
     assert local_api.stats()["paid"] == 1
 

@@ -211,7 +211,7 @@ def test_the_workers_provider_serves_many_threads_over_a_bounded_set_of_connecti
     request = CallRequest.model_validate({"model": MODEL, "max_tokens": 50, "messages": USER})
 
     def call(index: int) -> tuple[str, int]:
-        reply = provider.send(request, timeout_s=10, key=f"k{index}")
+        reply = provider.send(request, timeout_s=10, idempotency_key=f"k{index}")
         return reply.message["content"][0]["text"], provider.count_tokens(request)
 
     try:

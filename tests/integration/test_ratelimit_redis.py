@@ -236,7 +236,7 @@ def test_workers_under_a_strict_limit_receive_zero_429s(
 
     # Then every call succeeded, the server answered no 429, and chorus did the waiting
     stats = strict_api.stats()
-    failed = [(e["key"], e["outcome"], e["error"]) for e in envelopes if not e["ok"]]
+    failed = [(e["idempotency_key"], e["outcome"], e["error"]) for e in envelopes if not e["ok"]]
     assert not failed, (failed[:3], stats["by_status"])
     assert stats["rate_limited"] == 0
     assert stats["by_status"] == {"200": 150}

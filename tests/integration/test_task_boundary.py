@@ -215,7 +215,7 @@ def test_whatever_the_call_logic_raises_ends_as_an_envelope_and_a_failed_item(
     if where == "during the call":
         monkeypatch.setattr(workers.call, "_attempt_until_done", raise_it)
     else:
-        monkeypatch.setattr("workers.models.CallRequest.key", raise_it)
+        monkeypatch.setattr("workers.models.CallRequest.idempotency_key", raise_it)
 
     outcome = call_task.apply(args=args, kwargs=kwargs)
 

@@ -45,8 +45,10 @@ class FakeProvider:
         self.outcomes = list(outcomes)
         self.sent: list[tuple[str, float]] = []
 
-    def send(self, request: CallRequest, *, timeout_s: float, key: str) -> ProviderReply:
-        self.sent.append((key, timeout_s))
+    def send(
+        self, request: CallRequest, *, timeout_s: float, idempotency_key: str
+    ) -> ProviderReply:
+        self.sent.append((idempotency_key, timeout_s))
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, errors.ProviderError):
             raise outcome
@@ -89,7 +91,7 @@ def make_deps(
         limiter=limiter or StubLimiter(),
         store=store,
         policy=policy or RetryPolicy(max_attempts=4, base_delay_s=1.0, max_delay_s=4.0),
-        limit_key=lambda model: f"fp:{model}",
+        bucket_id=lambda model: f"fp:{model}",
         estimate_input_tokens=lambda request: 7,
         clock=clock,
         sleep=clock.sleep,
@@ -107,7 +109,7 @@ def test_a_success_returns_the_envelope_of_the_message() -> None:
     assert envelope.usage.input_tokens == 10
     assert envelope.stop_reason == "end_turn"
     assert envelope.attempts == 1
-    assert envelope.key == REQUEST.key()
+    assert envelope.idempotency_key == REQUEST.idempotency_key()
     assert envelope.error is None
 
 
@@ -256,7 +258,7 @@ def test_a_limiter_back_within_its_patience_lets_the_call_go_on() -> None:
 def test_the_limiters_wait_is_slept_before_sending() -> None:
     class Busy(StubLimiter):
         def reserve(self, key: str, cost: Cost) -> Reservation:
-            return Reservation(granted=True, wait_s=2.5, key=key, cost=cost)
+            return Reservation(granted=True, wait_s=2.5, bucket_id=key, cost=cost)
 
     clock = FakeClock()
 
@@ -278,7 +280,7 @@ def test_a_stored_result_is_returned_without_a_new_call(store: ResultStore) -> N
     )
 
     assert envelope.ok
-    assert envelope.cached
+    assert envelope.from_store
     assert envelope.text == "first answer"
     assert envelope.attempts == 0
     assert envelope.delivery == 2
@@ -297,14 +299,14 @@ def test_a_failure_is_not_stored_so_a_retry_can_succeed(store: ResultStore) -> N
     )
 
     assert envelope.ok
-    assert not envelope.cached
+    assert not envelope.from_store
 
 
 def test_a_duplicate_in_flight_waits_for_the_first_answer_instead_of_paying(
     store: ResultStore,
 ) -> None:
     # Given another worker holds the claim on this exact call
-    assert store.claim(REQUEST.key(), "other-worker")
+    assert store.claim(REQUEST.idempotency_key(), "other-worker")
     clock = FakeClock()
     provider = FakeProvider()
     polls: list[float] = []
@@ -313,26 +315,26 @@ def test_a_duplicate_in_flight_waits_for_the_first_answer_instead_of_paying(
         clock.sleep(seconds)
         polls.append(seconds)
         if len(polls) == 3:  # ...which finishes while we wait
-            store.put(Envelope.answered(REQUEST.key(), reply("theirs").message))
-            store.release(REQUEST.key(), "other-worker")
+            store.put(Envelope.answered(REQUEST.idempotency_key(), reply("theirs").message))
+            store.release(REQUEST.idempotency_key(), "other-worker")
 
     deps = make_deps(provider, clock, store=store)
     deps.sleep = sleep
 
     envelope = execute(REQUEST, deps, time_limit_s=60)
 
-    assert envelope.cached
+    assert envelope.from_store
     assert envelope.text == "theirs"
     assert provider.sent == []
 
 
 def test_a_claim_left_by_a_dead_worker_is_taken_over(store: ResultStore) -> None:
-    assert store.claim(REQUEST.key(), "dead-worker")
+    assert store.claim(REQUEST.idempotency_key(), "dead-worker")
     clock = FakeClock()
 
     def sleep(seconds: float) -> None:
         clock.sleep(seconds)
-        store._redis.delete(f"chorus:claim:test:{REQUEST.key()}")  # the claim expires
+        store._redis.delete(f"chorus:claim:test:{REQUEST.idempotency_key()}")  # the claim expires
 
     provider = FakeProvider(reply("ours"))
     deps = make_deps(provider, clock, store=store)
@@ -350,8 +352,10 @@ def test_concurrent_duplicates_pay_once(store: ResultStore) -> None:
     sends: list[str] = []
 
     class SlowProvider:
-        def send(self, request: CallRequest, *, timeout_s: float, key: str) -> ProviderReply:
-            sends.append(key)
+        def send(
+            self, request: CallRequest, *, timeout_s: float, idempotency_key: str
+        ) -> ProviderReply:
+            sends.append(idempotency_key)
             gate.wait(5)
             return reply("only once")
 
@@ -374,7 +378,7 @@ def test_concurrent_duplicates_pay_once(store: ResultStore) -> None:
 
     assert len(sends) == 1
     assert [r.text for r in results] == ["only once"] * 4
-    assert sum(not r.cached for r in results) == 1
+    assert sum(not r.from_store for r in results) == 1
 
 
 def _eventually(condition: Callable[[], Any], timeout_s: float = 5.0) -> None:
@@ -438,7 +442,7 @@ def test_a_duplicate_that_outwaits_its_deadline_fails_retryably_and_never_pays(
     store: ResultStore,
 ) -> None:
     # Given another worker holds the claim on this exact call, and keeps it
-    assert store.claim(REQUEST.key(), "slow-worker")
+    assert store.claim(REQUEST.idempotency_key(), "slow-worker")
     provider = FakeProvider()
 
     envelope = execute(REQUEST, make_deps(provider, FakeClock(), store=store), time_limit_s=5)
@@ -448,4 +452,4 @@ def test_a_duplicate_that_outwaits_its_deadline_fails_retryably_and_never_pays(
     assert envelope.error.type == "in_flight_elsewhere" and envelope.error.retryable
     assert "another worker is making this same call" in envelope.error.message
     assert provider.sent == []
-    assert store._redis.get(f"chorus:claim:test:{REQUEST.key()}") == b"slow-worker"
+    assert store._redis.get(f"chorus:claim:test:{REQUEST.idempotency_key()}") == b"slow-worker"

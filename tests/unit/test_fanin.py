@@ -42,14 +42,14 @@ def message(
 
 
 def ok(
-    text: str, *, tokens: int = 10, cost: float | None = 0.01, cached: bool = False
+    text: str, *, tokens: int = 10, cost: float | None = 0.01, from_store: bool = False
 ) -> dict[str, Any]:
     return Envelope.answered(
         "k",
         message(text, input_tokens=tokens, output_tokens=tokens),
         cost_usd=cost,
-        attempts=0 if cached else 1,
-        cached=cached,
+        attempts=0 if from_store else 1,
+        from_store=from_store,
     ).model_dump(mode="json")
 
 
@@ -194,7 +194,7 @@ def test_concatenation_keeps_failed_sections_visible() -> None:
 def test_a_stored_answer_costs_nothing_new() -> None:
     spec = FanInSpec(kind="section", labels=["a", "b"])
 
-    result = fan_in([ok("x", cost=0.5, cached=True), ok("y", cost=0.25)], spec, Recorder())
+    result = fan_in([ok("x", cost=0.5, from_store=True), ok("y", cost=0.25)], spec, Recorder())
 
     assert result.cost_usd == pytest.approx(0.25)
     assert result.calls == 1

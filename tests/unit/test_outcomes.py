@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from anthropic.types import StopReason
 
+from orchestration.result_formats import as_chorus_result
 from workers.items import BatchOption
 from workers.models import Envelope, Usage
 from workers.outcomes import COMPLETE_STOP_REASONS, Outcome, classify
@@ -173,3 +174,14 @@ def test_an_envelope_stored_before_messages_were_kept_whole_still_reads() -> Non
     assert envelope.ok and envelope.outcome is Outcome.COMPLETE
     assert envelope.text == "Paris." and envelope.message_id == "msg_old"
     assert envelope.usage.output_tokens == 2
+
+
+def test_a_result_stored_by_an_older_version_reads_cached_as_from_store() -> None:
+    # "cached" meant "from chorus's result store", beside the API's prompt-cache fields.
+    stored = Envelope.answered("v1:abc", {"content": [TEXT], "stop_reason": "end_turn"})
+    old = {**stored.model_dump(mode="json", exclude={"from_store"}), "cached": True}
+
+    assert Envelope.model_validate(old).from_store
+    assert "cached" not in Envelope.model_validate(old).model_dump()
+    record = as_chorus_result({"id": "i1", **old}, "complete")
+    assert record["from_store"] is True and "cached" not in record

@@ -115,7 +115,7 @@ def test_the_store_claims_and_reads_in_one_round_trip(client: CountingRedis) -> 
 
     # Once the holder stored its answer and released, a look returns the answer
     # and leaves no claim behind
-    answer = Envelope(ok=True, key="key-1", text="the answer")
+    answer = Envelope(ok=True, idempotency_key="key-1", text="the answer")
     run_together([store.put_command(answer), store.release_command("key-1", "me")])
     stored, claimed = store.look("key-1", "late")
     assert stored is not None and stored.text == "the answer"

@@ -69,7 +69,7 @@ def call(server: LocalAPIServer, prompt: str, *, base_url: str | None = None) ->
         limiter=StubLimiter(),
         store=None,
         policy=RetryPolicy(max_attempts=1, base_delay_s=0.0, max_delay_s=0.0),
-        limit_key=lambda model: f"fp:{model}",
+        bucket_id=lambda model: f"fp:{model}",
         estimate_input_tokens=lambda request: 10,
         rng=random.Random(0),
     )

@@ -98,9 +98,9 @@ def test_equal_requests_share_a_key_and_samples_do_not() -> None:
     sample = CallRequest.model_validate(request(sample=1))
     other = CallRequest.model_validate(request(max_tokens=101))
 
-    assert one.key() == same.key()
-    assert one.key() != sample.key()
-    assert one.key() != other.key()
+    assert one.idempotency_key() == same.idempotency_key()
+    assert one.idempotency_key() != sample.idempotency_key()
+    assert one.idempotency_key() != other.idempotency_key()
     assert "sample" not in sample.api_params()
 
 

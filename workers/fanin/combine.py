@@ -135,7 +135,7 @@ def _sum_costs(costs: Any) -> float | None:
 def _with_fan_in_call(result: PatternResult, envelope: Envelope, *, text: str) -> PatternResult:
     result.fan_in_call = envelope
     result.usage = result.usage + envelope.usage
-    own_cost = 0.0 if envelope.cached else envelope.cost_usd
+    own_cost = 0.0 if envelope.from_store else envelope.cost_usd
     result.cost_usd = _sum_costs([result.cost_usd, own_cost])
     result.calls += envelope.attempts
     result.ok = envelope.ok

@@ -63,7 +63,7 @@ class Branch(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float | None = 0.0
     calls: int = 0
-    cached: bool = False
+    from_store: bool = False
 
     @property
     def skipped(self) -> bool:
@@ -99,9 +99,9 @@ class Branch(BaseModel):
             error=error,
             usage=envelope.usage,
             # A stored answer cost nothing this time.
-            cost_usd=0.0 if envelope.cached else envelope.cost_usd,
+            cost_usd=0.0 if envelope.from_store else envelope.cost_usd,
             calls=envelope.attempts,
-            cached=envelope.cached,
+            from_store=envelope.from_store,
         )
 
 

@@ -1,7 +1,7 @@
 """The rate limiter's interface: reserve a cost, sleep the wait, settle afterwards.
 
 A caller asks for a :class:`Cost` (1 request, its estimated input tokens, its
-``max_tokens`` of output) under one limit key and receives a
+``max_tokens`` of output) under one bucket id and receives a
 :class:`Reservation`: either a grant with how long to wait before sending (0
 means now), or a refusal with how long until asking again makes sense.
 After the call it settles with what the API reported using, which refunds or
@@ -42,10 +42,10 @@ class Reservation:
 
     granted: bool
     wait_s: float
-    key: str
+    bucket_id: str
     cost: Cost
     # Which bucket set the wait ("requests", "input_tokens",
-    # "output_tokens", "cooldown", or "learning": the first call of a key
+    # "output_tokens", "cooldown", or "learning": the first call of a bucket id
     # with no limits set is learning them), for the progress display.
     binding: str = ""
     # When the limiter decided, in microseconds of its own clock (Redis TIME).
@@ -67,9 +67,9 @@ class BucketLevel:
 
 @dataclass(frozen=True)
 class LimiterState:
-    """A snapshot of one limit key, for ``chorus limits --live``."""
+    """A snapshot of one bucket id, for ``chorus limits --live``."""
 
-    key: str
+    bucket_id: str
     buckets: tuple[BucketLevel, ...]
     cooldown_s: float
     granted: int = 0
@@ -87,11 +87,11 @@ if TYPE_CHECKING:
 
 
 class RateLimiter(abc.ABC):
-    """Reserves capacity in the buckets of one limit key."""
+    """Reserves capacity in the buckets of one bucket id."""
 
     @abc.abstractmethod
-    def reserve(self, key: str, cost: Cost) -> Reservation:
-        """Reserve ``cost`` under ``key``.
+    def reserve(self, bucket_id: str, cost: Cost) -> Reservation:
+        """Reserve ``cost`` under ``bucket_id``.
 
         Raises:
             CostExceedsCapacity: the cost exceeds a bucket's capacity.
@@ -117,9 +117,9 @@ class RateLimiter(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def cooldown(self, key: str, seconds: float) -> None:
-        """Hold every caller of ``key`` back for ``seconds`` (a 429's retry-after)."""
+    def cooldown(self, bucket_id: str, seconds: float) -> None:
+        """Hold every caller of ``bucket_id`` back for ``seconds`` (a 429's retry-after)."""
 
     @abc.abstractmethod
-    def state(self, key: str) -> LimiterState:
-        """The current levels, cooldown and counters of ``key``."""
+    def state(self, bucket_id: str) -> LimiterState:
+        """The current levels, cooldown and counters of ``bucket_id``."""

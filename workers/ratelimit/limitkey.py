@@ -25,10 +25,11 @@ def api_fingerprint(api_key: str | None) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:12]
 
 
-def limit_key(api_key: str | None, model: str) -> str:
+def bucket_id(api_key: str | None, model: str) -> str:
+    """Which buckets a call of ``model`` draws from: ``fingerprint:family``."""
     return f"{api_fingerprint(api_key)}:{model_family(model)}"
 
 
-def family_of_key(key: str) -> str:
-    """The model family part of a limit key."""
-    return key.rsplit(":", 1)[-1]
+def family_of_key(bucket: str) -> str:
+    """The model family part of a bucket id."""
+    return bucket.rsplit(":", 1)[-1]

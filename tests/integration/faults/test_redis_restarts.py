@@ -124,6 +124,6 @@ def test_a_redis_restart_without_persistence_is_rebuilt_by_resume_and_paid_once(
     assert status.finished and status.count("complete") == 80
     # Some were paid before the wipe and answered from the store after it;
     # the rest were sent only after the rebuild. Each was paid once.
-    assert 10 <= status.cached < 80
+    assert 10 <= status.from_store < 80
     stats = local_api.stats()
     assert stats["paid"] == 80 and stats["duplicates_paid"] == 0

@@ -1,4 +1,4 @@
-"""The cluster-wide limiter: three token buckets per limit key, kept in Redis by Lua.
+"""The cluster-wide limiter: three token buckets per bucket id, kept in Redis by Lua.
 
 Every worker process on every machine reserves through the same scripts on
 the same Redis, so the account's limits hold once for the whole cluster
@@ -46,7 +46,7 @@ _HEADER_NAMES = ("requests", "input-tokens", "output-tokens")
 # An idle key's hash expires; by then its buckets would be full anyway (and the
 # limits it learned from the server are asked again: they may have changed).
 TTL_MS = 15 * 60 * 1000
-# How long one probe (the first call of a key with no limits set) holds the
+# How long one probe (the first call of a bucket id with no limits set) holds the
 # others back; then another call probes, in case the first's worker died. A slow
 # first answer lets one more call through every this often: a trickle, no burst.
 PROBE_TIMEOUT_US = 3 * 1_000_000
@@ -79,23 +79,23 @@ class RedisLimiter(RateLimiter):
         self._cooldown = LuaScript(client, load_script("cooldown.lua"))
         self._shapes: dict[str, tuple[FamilyLimits, list[float], list[int]]] = {}
 
-    def _shape(self, key: str) -> tuple[FamilyLimits, list[float], list[int]]:
-        shape = self._shapes.get(key)
+    def _shape(self, bucket_id: str) -> tuple[FamilyLimits, list[float], list[int]]:
+        shape = self._shapes.get(bucket_id)
         if shape is None:
-            limits = self._limits_for(family_of_key(key))
+            limits = self._limits_for(family_of_key(bucket_id))
             shape = (limits, limits.capacities(), limits.per_minute())
-            # The key is listed once per process, for `chorus limits --live`.
-            self._redis.sadd(keys.limit_index(), key)
-            self._shapes[key] = shape
+            # The bucket id is listed once per process, for `chorus limits --live`.
+            self._redis.sadd(keys.limit_index(), bucket_id)
+            self._shapes[bucket_id] = shape
         return shape
 
-    def reserve(self, key: str, cost: Cost) -> Reservation:
+    def reserve(self, bucket_id: str, cost: Cost) -> Reservation:
         costs = [cost.requests, cost.input_tokens, cost.output_tokens]
         try:
-            limits, capacities, per_minute = self._shape(key)
+            limits, capacities, per_minute = self._shape(bucket_id)
             max_wait_us = int(limits.max_wait_s * 1_000_000)
             status, wait_us, bucket, now_us = self._reserve(
-                keys=[keys.limit(key)],
+                keys=[keys.limit(bucket_id)],
                 args=[
                     *costs,
                     *capacities,
@@ -115,7 +115,8 @@ class RedisLimiter(RateLimiter):
             ceiling = int(max(capacities[bucket - 1], per_minute[bucket - 1]))
             raise CostExceedsCapacity(
                 f"this call needs {costs[bucket - 1]} {name.replace('_', ' ')} but "
-                f"{family_of_key(key)} grants at most {ceiling} a minute: it could never be sent",
+                f"{family_of_key(bucket_id)} grants at most {ceiling} a minute: it could never "
+                "be sent",
                 name,
                 costs[bucket - 1],
                 ceiling,
@@ -124,7 +125,7 @@ class RedisLimiter(RateLimiter):
         return Reservation(
             granted=status == 1,
             wait_s=wait_s,
-            key=key,
+            bucket_id=bucket_id,
             cost=cost,
             binding=_BINDING.get(bucket, ""),
             at_us=int(now_us),
@@ -155,8 +156,8 @@ class RedisLimiter(RateLimiter):
             _header_int(headers, f"anthropic-ratelimit-{n}-limit") for n in _HEADER_NAMES
         ]
         # The shape is cached after the reservation: no Redis call here.
-        limits, capacities, per_minute = self._shape(reservation.key)
-        return [keys.limit(reservation.key)], [
+        limits, capacities, per_minute = self._shape(reservation.bucket_id)
+        return [keys.limit(reservation.bucket_id)], [
             refund.requests,
             refund.input_tokens,
             refund.output_tokens,
@@ -168,11 +169,11 @@ class RedisLimiter(RateLimiter):
             int(limits.configured),
         ]
 
-    def cooldown(self, key: str, seconds: float) -> None:
+    def cooldown(self, bucket_id: str, seconds: float) -> None:
         try:
-            limits, capacities, per_minute = self._shape(key)
+            limits, capacities, per_minute = self._shape(bucket_id)
             self._cooldown(
-                keys=[keys.limit(key)],
+                keys=[keys.limit(bucket_id)],
                 args=[
                     int(seconds * 1_000_000),
                     *capacities,
@@ -184,12 +185,12 @@ class RedisLimiter(RateLimiter):
         except redis.RedisError as exc:
             raise LimiterUnavailable(f"the rate limiter's Redis cannot be reached: {exc}") from exc
 
-    def state(self, key: str) -> LimiterState:
+    def state(self, bucket_id: str) -> LimiterState:
         try:
-            limits, capacities, per_minute = self._shape(key)
+            limits, capacities, per_minute = self._shape(bucket_id)
             pipe = self._redis.pipeline(transaction=False)
             pipe.time()
-            pipe.hgetall(keys.limit(key))
+            pipe.hgetall(keys.limit(bucket_id))
             (seconds, micros), raw = pipe.execute()
         except redis.RedisError as exc:
             raise LimiterUnavailable(f"the rate limiter's Redis cannot be reached: {exc}") from exc
@@ -208,7 +209,7 @@ class RedisLimiter(RateLimiter):
             level = min(cap, fields.get(field, cap) + rate / 60e6 * since)
             levels.append(BucketLevel(name, cap, rate, level))
         return LimiterState(
-            key=key,
+            bucket_id=bucket_id,
             buckets=tuple(levels),
             cooldown_s=max(0.0, (fields.get("c", 0.0) - now_us) / 1e6),
             granted=int(fields.get("g", 0)),

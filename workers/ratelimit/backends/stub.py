@@ -16,8 +16,8 @@ class StubLimiter(RateLimiter):
         self.cooldowns: list[tuple[str, float]] = []
         self.observed: list[tuple[str, dict[str, str]]] = []
 
-    def reserve(self, key: str, cost: Cost) -> Reservation:
-        reservation = Reservation(granted=True, wait_s=0.0, key=key, cost=cost)
+    def reserve(self, bucket_id: str, cost: Cost) -> Reservation:
+        reservation = Reservation(granted=True, wait_s=0.0, bucket_id=bucket_id, cost=cost)
         self.reserved.append(reservation)
         return reservation
 
@@ -26,13 +26,15 @@ class StubLimiter(RateLimiter):
     ) -> None:
         self.settled.append((reservation, used))
         if headers:
-            self.observed.append((reservation.key, dict(headers)))
+            self.observed.append((reservation.bucket_id, dict(headers)))
 
-    def cooldown(self, key: str, seconds: float) -> None:
-        self.cooldowns.append((key, seconds))
+    def cooldown(self, bucket_id: str, seconds: float) -> None:
+        self.cooldowns.append((bucket_id, seconds))
 
-    def state(self, key: str) -> LimiterState:
-        return LimiterState(key=key, buckets=(), cooldown_s=0.0, granted=len(self.reserved))
+    def state(self, bucket_id: str) -> LimiterState:
+        return LimiterState(
+            bucket_id=bucket_id, buckets=(), cooldown_s=0.0, granted=len(self.reserved)
+        )
 
 
 class UnlimitedLimiter(RateLimiter):
@@ -43,16 +45,16 @@ class UnlimitedLimiter(RateLimiter):
         429s and the retries are all that slow it down.
     """
 
-    def reserve(self, key: str, cost: Cost) -> Reservation:
-        return Reservation(granted=True, wait_s=0.0, key=key, cost=cost)
+    def reserve(self, bucket_id: str, cost: Cost) -> Reservation:
+        return Reservation(granted=True, wait_s=0.0, bucket_id=bucket_id, cost=cost)
 
     def settle(
         self, reservation: Reservation, used: Cost, headers: Mapping[str, str] | None = None
     ) -> None:
         pass
 
-    def cooldown(self, key: str, seconds: float) -> None:
+    def cooldown(self, bucket_id: str, seconds: float) -> None:
         pass
 
-    def state(self, key: str) -> LimiterState:
-        return LimiterState(key=key, buckets=(), cooldown_s=0.0)
+    def state(self, bucket_id: str) -> LimiterState:
+        return LimiterState(bucket_id=bucket_id, buckets=(), cooldown_s=0.0)
