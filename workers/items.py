@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
@@ -75,6 +76,7 @@ class BatchOption(BaseModel):
     again: bool = False
 
 
+@dataclass
 class ItemHooks(CallHooks):
     """A batch item's points in its call's life (``workers.hooks``).
 
@@ -85,48 +87,41 @@ class ItemHooks(CallHooks):
     trip that stores the call's result. On a crash: the reservation goes back.
     """
 
-    def __init__(
-        self,
-        ledger: Ledger,
-        option: BatchOption,
-        request: CallRequest,
-        deps: CallDeps,
-        *,
-        budget: bool,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._ledger = ledger
-        self._option = option
-        self._request = request
-        self._deps = deps
-        self._budget = budget
-        self._clock = clock
-        self._began = clock()
-        self._waiting = False
-        self.reserved_micros = 0
+    ledger: Ledger
+    option: BatchOption
+    request: CallRequest
+    deps: CallDeps
+    budget: bool  # the batch has a --max-cost
+    clock: Callable[[], float] = time.monotonic
+    reserved_micros: int = field(default=0, init=False)
+    _waiting: bool = field(default=False, init=False)
+    _began: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._began = self.clock()
 
     def before_send(self) -> ErrorInfo | None:
-        option = self._option
-        if self._budget and self.reserved_micros == 0:
-            worst = worst_case_micros(self._request, self._deps)
-            answer = self._ledger.reserve_budget(option.id, worst)
+        option = self.option
+        if self.budget and self.reserved_micros == 0:
+            worst = worst_case_micros(self.request, self.deps)
+            answer = self.ledger.reserve_budget(option.id, worst)
             if answer != "ok":
                 return STOPPED.get(answer, STOPPED["cancelled"])
             self.reserved_micros = worst
-        elif self._clock() - self._began > RECHECK_AFTER_S:
-            reason = self._ledger.stop_reason(option.id)
+        elif self.clock() - self._began > RECHECK_AFTER_S:
+            reason = self.ledger.stop_reason(option.id)
             if reason is not None:
                 return STOPPED.get(reason, STOPPED["cancelled"])
         return None
 
     def waiting(self, kind: WaitKind, seconds: float, reason: str) -> None:
         state = ItemState.WAITING if kind == "rate_limit" else ItemState.RETRYING
-        self._ledger.move(self._option.id, self._option.index, state, reason, seconds)
+        self.ledger.move(self.option.id, self.option.index, state, reason, seconds)
         self._waiting = True
 
     def sending(self) -> None:
         if self._waiting:
-            self._ledger.move(self._option.id, self._option.index, ItemState.RUNNING)
+            self.ledger.move(self.option.id, self.option.index, ItemState.RUNNING)
             self._waiting = False
 
     def end_commands(self, envelope: Envelope) -> list[Command]:
@@ -134,18 +129,18 @@ class ItemHooks(CallHooks):
             # A duplicate of a call another worker is still making: that worker
             # ends the item; ending it here (as failed) would discard its answer.
             return []
-        option, reserved = self._option, self.reserved_micros
+        option, reserved = self.option, self.reserved_micros
         if option.part:
-            return self._ledger.spend_commands(option.id, envelope, reserved)
+            return self.ledger.spend_commands(option.id, envelope, reserved)
         return [
-            _end_command(self._ledger, option, envelope, call=envelope, reserved_micros=reserved)
+            _end_command(self.ledger, option, envelope, call=envelope, reserved_micros=reserved)
         ]
 
     def crashed(self) -> None:
         # The task boundary ends the item; the budget reserved for this call goes
         # back, or the batch's --max-cost would stop it early.
         if self.reserved_micros:
-            release = self._ledger.spend_commands(self._option.id, None, self.reserved_micros)
+            release = self.ledger.spend_commands(self.option.id, None, self.reserved_micros)
             retrying(lambda: run_together(release), what="releasing a budget reservation")
 
 

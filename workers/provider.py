@@ -64,6 +64,21 @@ def parse_retry_after(value: str | None, now_s: float | None = None) -> float | 
     return max(0.0, parsed.timestamp() - now)
 
 
+@contextmanager
+def _translated(timeout_s: float, what: str = "") -> Iterator[None]:
+    """The SDK's errors raised inside, as chorus's (``workers.errors``); ``what``
+    prefixes their message."""
+    try:
+        yield
+    except anthropic.APIStatusError as exc:
+        raise translate_status_error(exc) from exc
+    except anthropic.APITimeoutError as exc:
+        raise ProviderTimeout(f"{what}no answer within {timeout_s:g} s") from exc
+    except anthropic.APIConnectionError as exc:
+        cause = exc.__cause__ or exc
+        raise ConnectionFailed(f"{what}could not reach the API: {cause}") from exc
+
+
 def _limit_headers(headers: httpx2.Headers) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.startswith(RATELIMIT_HEADER_PREFIX)}
 
@@ -186,15 +201,8 @@ class Provider:
             ProviderError: as :meth:`send` does.
         """
         params = {k: v for k, v in request.api_params().items() if k in COUNT_TOKENS_PARAMS}
-        try:
-            with self._clients.client() as client:
-                counted = client.messages.count_tokens(**params, timeout=timeout_s)
-        except anthropic.APIStatusError as exc:
-            raise translate_status_error(exc) from exc
-        except anthropic.APITimeoutError as exc:
-            raise ProviderTimeout(f"count_tokens: no answer within {timeout_s:g} s") from exc
-        except anthropic.APIConnectionError as exc:
-            raise ConnectionFailed(f"count_tokens: could not reach the API: {exc}") from exc
+        with _translated(timeout_s, "count_tokens: "), self._clients.client() as client:
+            counted = client.messages.count_tokens(**params, timeout=timeout_s)
         return int(counted.input_tokens)
 
     def streams(self, request: CallRequest) -> bool:
@@ -238,25 +246,16 @@ class Provider:
                 limit_headers=_limit_headers(response.headers),
             )
         started = time.perf_counter()
-        try:
-            with self._clients.client() as client:
-                raw = client.messages.with_raw_response.create(
-                    **request.api_params(),
-                    extra_headers=headers,
-                    extra_body=extra_body,
-                    timeout=httpx2.Timeout(
-                        timeout_s, connect=min(self._connect_timeout_s, timeout_s)
-                    ),
-                )
-                # Read (a no-op: the SDK reads non-streamed bodies) before the
-                # client, and its one connection, goes back to the pool.
-                raw.http_response.read()
-        except anthropic.APIStatusError as exc:
-            raise translate_status_error(exc) from exc
-        except anthropic.APITimeoutError as exc:
-            raise ProviderTimeout(f"no answer within {timeout_s:g} s") from exc
-        except anthropic.APIConnectionError as exc:
-            raise ConnectionFailed(f"could not reach the API: {exc.__cause__ or exc}") from exc
+        with _translated(timeout_s), self._clients.client() as client:
+            raw = client.messages.with_raw_response.create(
+                **request.api_params(),
+                extra_headers=headers,
+                extra_body=extra_body,
+                timeout=httpx2.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s)),
+            )
+            # Read (a no-op: the SDK reads non-streamed bodies) before the
+            # client, and its one connection, goes back to the pool.
+            raw.http_response.read()
         latency_ms = (time.perf_counter() - started) * 1000.0
         response = raw.http_response
         request_id = response.headers.get("request-id")

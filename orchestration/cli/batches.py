@@ -177,9 +177,7 @@ def retry_cmd(
         if all_failed or not chosen
         else ("items (" + ", ".join(sorted(chosen)) + ")")
     )
-    err.print(f"chorus: {count:,} {what} enqueued again", markup=False)
-    if count:
-        warn_if_no_worker()
+    _enqueued_again(count, what)
 
 
 @main.command("resume")
@@ -211,8 +209,11 @@ def resume_cmd(batch_ref: str) -> None:
         )
         warn_if_no_worker()
         return
-    count = batch.resume()
-    err.print(f"chorus: {count:,} items enqueued again", markup=False)
+    _enqueued_again(batch.resume(), "items")
+
+
+def _enqueued_again(count: int, what: str) -> None:
+    err.print(f"chorus: {count:,} {what} enqueued again", markup=False)
     if count:
         warn_if_no_worker()
 

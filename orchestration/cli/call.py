@@ -12,7 +12,10 @@ from orchestration.cli.common import (
     fail,
     interrupted,
     main,
+    max_tokens_option,
+    model_option,
     require_worker,
+    timeout_option,
     with_redis,
 )
 
@@ -22,27 +25,13 @@ CALL_TIMEOUT_S = 300.0
 
 @main.command("call")
 @click.argument("prompt")
-@click.option(
-    "--model",
-    show_default="CHORUS_ANTHROPIC__DEFAULT_MODEL",
-    help="Claude model.",
-)
-@click.option(
-    "--max-tokens",
-    type=int,
-    default=None,
-    show_default="2048",
-    help="Output token cap; thinking counts against it.",
-)
+@model_option("Claude model.")
+@max_tokens_option("Output token cap; thinking counts against it.")
 @click.option("--system", help="System prompt.")
 @click.option("--effort", type=EFFORT, help="output_config.effort: how much the model thinks.")
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=click.FloatRange(min=0, min_open=True),
-    default=CALL_TIMEOUT_S,
-    show_default=True,
-    help="Seconds to wait for the answer. A call no worker has taken by then is taken "
+@timeout_option(
+    CALL_TIMEOUT_S,
+    "Seconds to wait for the answer. A call no worker has taken by then is taken "
     "off the queue; one a worker runs still ends, and its answer is stored.",
 )
 @WAIT_FOR_WORKER

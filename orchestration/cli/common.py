@@ -4,12 +4,16 @@ and the options more than one takes."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
+from config.models import DEFAULT_MAX_TOKENS
 from config.settings import Settings, SettingsError, get_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console()
 # Notices stay one line however narrow the terminal: easier to grep, to copy.
@@ -127,6 +131,34 @@ def main(ctx: click.Context) -> None:
 
 # output_config.effort: how much a model thinks, where it thinks (config.models.EFFORTS).
 EFFORT = click.Choice(["low", "medium", "high", "xhigh", "max"])
+
+
+def model_option(help: str) -> Callable[[F], F]:
+    """``--model``: which Claude model; the settings' default model when not given."""
+    return click.option("--model", show_default="CHORUS_ANTHROPIC__DEFAULT_MODEL", help=help)
+
+
+def max_tokens_option(help: str) -> Callable[[F], F]:
+    """``--max-tokens``: the output cap, config.models.DEFAULT_MAX_TOKENS when not given."""
+    return click.option(
+        "--max-tokens", type=int, default=None, show_default=str(DEFAULT_MAX_TOKENS), help=help
+    )
+
+
+def timeout_option(
+    default: float | None, help: str, show_default: str | bool = True
+) -> Callable[[F], F]:
+    """``--timeout`` (seconds, more than 0) as ``timeout_s``."""
+    return click.option(
+        "--timeout",
+        "timeout_s",
+        type=click.FloatRange(min=0, min_open=True),
+        default=default,
+        show_default=show_default,
+        help=help,
+    )
+
+
 WAIT_FOR_WORKER = click.option(
     "--wait-for-worker",
     is_flag=True,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -14,27 +15,21 @@ from orchestration.cli.common import (
     fail,
     interrupted,
     main,
+    max_tokens_option,
+    model_option,
     require_worker,
+    timeout_option,
     with_redis,
 )
 from orchestration.prompts import ASPECT_PROMPT
 
 PATTERN_TIMEOUT_S = 900.0
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _pattern_common(fn: Any) -> Any:
-    fn = click.option(
-        "--model",
-        show_default="CHORUS_ANTHROPIC__DEFAULT_MODEL",
-        help="Claude model for every call.",
-    )(fn)
-    fn = click.option(
-        "--max-tokens",
-        type=int,
-        default=None,
-        show_default="2048",
-        help="Output token cap per call; thinking counts against it.",
-    )(fn)
+    fn = model_option("Claude model for every call.")(fn)
+    fn = max_tokens_option("Output token cap per call; thinking counts against it.")(fn)
     fn = click.option(
         "--effort", type=EFFORT, help="output_config.effort of every call: how much it thinks."
     )(fn)
@@ -44,13 +39,9 @@ def _pattern_common(fn: Any) -> Any:
         show_default=True,
         help="Branches that must succeed: a count (2) or a ratio (0.5).",
     )(fn)
-    fn = click.option(
-        "--timeout",
-        "timeout_s",
-        type=click.FloatRange(min=0, min_open=True),
-        default=PATTERN_TIMEOUT_S,
-        show_default=True,
-        help="Seconds to wait for the result. Branches no worker has taken by then are "
+    fn = timeout_option(
+        PATTERN_TIMEOUT_S,
+        "Seconds to wait for the result. Branches no worker has taken by then are "
         "taken off the queue and the fan-in is revoked; branches a worker runs still end.",
     )(fn)
     fn = WAIT_FOR_WORKER(fn)
@@ -225,15 +216,24 @@ def _aspect_requests(
     }
 
 
+def _file_and_aspects(each: str) -> Callable[[F], F]:
+    """FILE, and ``--aspect`` (``aspects``): one ``each`` per aspect."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option(
+            "--aspect",
+            "aspects",
+            multiple=True,
+            required=True,
+            help=f"One {each} per aspect (give it once per aspect).",
+        )(fn)
+        return click.argument("file", type=click.Path(dir_okay=False))(fn)
+
+    return decorate
+
+
 @main.command("section")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--aspect",
-    "aspects",
-    multiple=True,
-    required=True,
-    help="One section per aspect (give it once per aspect).",
-)
+@_file_and_aspects("section")
 @click.option(
     "--merge",
     type=click.Choice(["concat", "synthesize"]),
@@ -242,78 +242,52 @@ def _aspect_requests(
     help="concat: the sections under headings; synthesize: one more call merges them.",
 )
 @_pattern_common
-def section_cmd(
-    file: str,
-    aspects: tuple[str, ...],
-    merge: str,
-    model: str | None,
-    max_tokens: int | None,
-    effort: str | None,
-    min_success: str,
-    timeout_s: float,
-    wait_for_worker: bool,
-    as_json: bool,
-) -> None:
+def section_cmd(merge: str, **options: Any) -> None:
     """Review FILE once per --aspect in parallel; merge the sections."""
-    from config.models import DEFAULT_MAX_TOKENS
     from orchestration.patterns import Section
 
-    document = _read_document(file)
-    with_redis()
+    def build(requests: list[Any], **common: Any) -> Any:
+        return Section(requests, merge=merge, **common)  # type: ignore[arg-type]
 
-    def build() -> Any:
-        limit = max_tokens or DEFAULT_MAX_TOKENS
-        requests = _aspect_requests(document, aspects, model, limit, effort)
-        return Section(
-            requests,
-            merge=merge,  # type: ignore[arg-type]
-            min_success=_min_success(min_success),
-            model=model,
-            max_tokens=limit,
-        )
-
-    _run_pattern(build, timeout_s, as_json, wait_for_worker)
+    _run_aspects(build, **options)
 
 
 @main.command("fanout")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--aspect",
-    "aspects",
-    multiple=True,
-    required=True,
-    help="One research call per aspect (give it once per aspect).",
-)
+@_file_and_aspects("research call")
 @click.option("--synthesize", required=True, help="The instruction for the synthesis call.")
 @_pattern_common
-def fanout_cmd(
+def fanout_cmd(synthesize: str, **options: Any) -> None:
+    """Research FILE from each --aspect in parallel, then synthesise one answer."""
+    from orchestration.patterns import FanOut
+
+    def build(requests: list[Any], **common: Any) -> Any:
+        return FanOut(requests, synthesize, **common)
+
+    _run_aspects(build, **options)
+
+
+def _run_aspects(
+    build: Any,
+    *,
     file: str,
     aspects: tuple[str, ...],
-    synthesize: str,
     model: str | None,
     max_tokens: int | None,
     effort: str | None,
     min_success: str,
-    timeout_s: float,
-    wait_for_worker: bool,
-    as_json: bool,
+    **run: Any,
 ) -> None:
-    """Research FILE from each --aspect in parallel, then synthesise one answer."""
+    """A pattern of one call per aspect of FILE (section, fanout): built and run
+    (``run``: :func:`_run_pattern`'s timeout, output and waiting options)."""
     from config.models import DEFAULT_MAX_TOKENS
-    from orchestration.patterns import FanOut
 
     document = _read_document(file)
     with_redis()
+    limit = max_tokens or DEFAULT_MAX_TOKENS
 
-    def build() -> Any:
-        limit = max_tokens or DEFAULT_MAX_TOKENS
+    def pattern() -> Any:
         requests = _aspect_requests(document, aspects, model, limit, effort)
-        return FanOut(
-            requests,
-            synthesize,
-            min_success=_min_success(min_success),
-            model=model,
-            max_tokens=limit,
-        )
+        return build(requests, min_success=_min_success(min_success), model=model,
+                     max_tokens=limit)  # fmt: skip
 
-    _run_pattern(build, timeout_s, as_json, wait_for_worker)
+    _run_pattern(pattern, **run)

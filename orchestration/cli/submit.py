@@ -14,18 +14,16 @@ from orchestration.cli.common import (
     get_batch,
     interrupted,
     main,
+    max_tokens_option,
+    model_option,
+    timeout_option,
     warn_if_no_worker,
     with_redis,
 )
 
 # How long `chorus wait` and `chorus submit --wait` follow a batch.
-WAIT_TIMEOUT = click.option(
-    "--timeout",
-    "timeout_s",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    show_default="no limit",
-    help="Seconds to follow the batch; then exit 1, the batch going on.",
+WAIT_TIMEOUT = timeout_option(
+    None, "Seconds to follow the batch; then exit 1, the batch going on.", "no limit"
 )
 
 
@@ -42,18 +40,8 @@ WAIT_TIMEOUT = click.option(
     show_default="prompt",
     help='The field holding each item\'s prompt ({"id": ..., FIELD: ...} lines).',
 )
-@click.option(
-    "--model",
-    show_default="CHORUS_ANTHROPIC__DEFAULT_MODEL",
-    help="Model for items that name none.",
-)
-@click.option(
-    "--max-tokens",
-    type=int,
-    default=None,
-    show_default="2048",
-    help="Output token cap for items that set none; thinking counts against it.",
-)
+@model_option("Model for items that name none.")
+@max_tokens_option("Output token cap for items that set none; thinking counts against it.")
 @click.option("--system", help="System prompt for items that set none.")
 @click.option("--effort", type=EFFORT, help="output_config.effort for items that set none.")
 @click.option(
