@@ -12,6 +12,7 @@ reach it over HTTP. Their logs go to ``test-output/workers/``.
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 import redis
+from celery.signals import before_task_publish
 
 from config.settings import get_settings
 from localapi import LocalAPIServer
@@ -202,3 +204,27 @@ def chorus(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         text=True,
         timeout=120,
     )
+
+
+@pytest.fixture
+def captured_calls() -> Iterator[list[dict[str, Any]]]:
+    """Every chorus.call message this process publishes, as it was sent: its body,
+    headers (argsrepr: what Flower shows), properties, routing key and exchange."""
+    seen: list[dict[str, Any]] = []
+
+    def record(sender: str | None = None, **message: Any) -> None:
+        if sender == "chorus.call":
+            exchange = message["exchange"]
+            seen.append(
+                {
+                    "body": copy.deepcopy(message["body"]),
+                    "headers": copy.deepcopy(message["headers"]),
+                    "properties": copy.deepcopy(message["properties"]),
+                    "routing_key": message["routing_key"],
+                    "exchange": getattr(exchange, "name", exchange) or "",
+                }
+            )
+
+    before_task_publish.connect(record, weak=False)
+    yield seen
+    before_task_publish.disconnect(record)

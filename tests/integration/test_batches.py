@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import redis
 from anthropic.types.messages import MessageBatchIndividualResponse
-from celery.signals import before_task_publish
 
 from localapi import LocalAPIServer
 from orchestration.batch import Batch
@@ -413,27 +412,14 @@ def test_voting_items_keep_the_majority(
         assert record["agreement"] == pytest.approx(2 / 3)
 
 
-@pytest.fixture
-def published() -> Iterator[list[dict[str, Any]]]:
-    seen: list[dict[str, Any]] = []
-
-    def record(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
-        if sender == "chorus.call" and headers is not None:
-            seen.append(dict(headers))
-
-    before_task_publish.connect(record, weak=False)
-    yield seen
-    before_task_publish.disconnect(record)
-
-
 def test_flower_sees_the_batch_item_and_prompt_but_never_the_key(
-    workers: Workers, tmp_path: Path, published: list[dict[str, Any]]
+    workers: Workers, tmp_path: Path, captured_calls: list[dict[str, Any]]
 ) -> None:
     batch = Batch.submit(prompts(tmp_path, 2), **BRIEF)
 
-    shown = [h["argsrepr"] for h in published]
+    shown = [m["headers"]["argsrepr"] for m in captured_calls]
     assert shown[0] == f"batch={batch.id} item=item-000 prompt='Summarise review 0.'"
-    assert all(FAKE_API_KEY not in json.dumps(h) for h in published)
+    assert all(FAKE_API_KEY not in json.dumps(m["headers"]) for m in captured_calls)
     batch.wait(TIMEOUT_S)
 
 

@@ -28,6 +28,14 @@ def clean(stderr: str) -> bool:
     return "Traceback" not in stderr and "Exception ignored" not in stderr
 
 
+def gave_up(done: subprocess.CompletedProcess[str], *said: str) -> None:
+    """The command gave up with status 1, saying each of ``said``, without a traceback."""
+    assert done.returncode == 1, done.stderr
+    for text in said:
+        assert text in done.stderr, done.stderr
+    assert clean(done.stderr), done.stderr
+
+
 def queued(client: redis.Redis, queue: str) -> list[bytes]:
     """Every message in the queue's lists (kombu keeps one per priority level)."""
     names = [k for k in client.scan_iter(match=f"{queue}*") if k.startswith(queue.encode())]
@@ -72,11 +80,9 @@ def test_a_call_with_no_worker_says_so_within_seconds_and_leaves_nothing_queued(
     done = chorus("call", "Is anyone there?")
     took = time.monotonic() - started
 
-    assert done.returncode == 1, done.stderr
+    gave_up(done, f"no worker consumes the queue {queue!r}, so the call was not sent",
+            "--wait-for-worker")  # fmt: skip
     assert took < 10, f"{took:.1f} s"
-    assert f"no worker consumes the queue {queue!r}, so the call was not sent" in done.stderr
-    assert "--wait-for-worker" in done.stderr
-    assert clean(done.stderr), done.stderr
     assert queued(redis_client, queue) == []
 
 
@@ -87,13 +93,12 @@ def test_a_call_told_to_wait_for_a_worker_is_taken_off_the_queue_when_none_came(
 
     done = chorus("call", "Is anyone there?", "--wait-for-worker", "--timeout", "1")
 
-    assert done.returncode == 1, done.stderr
-    assert "waiting up to 1 s for one to start" in done.stderr
-    assert (
+    gave_up(
+        done,
+        "waiting up to 1 s for one to start",
         "no answer within 1 s; no worker had taken the call: it was taken off the queue, "
-        "nothing was sent"
-    ) in done.stderr
-    assert clean(done.stderr), done.stderr
+        "nothing was sent",
+    )
     assert queued(redis_client, queue) == []
 
 
@@ -104,10 +109,7 @@ def test_a_call_a_worker_runs_past_the_timeout_ends_cleanly_and_says_what_became
 
     done = chorus("call", "Think slowly.", "--timeout", "1", *_brief())
 
-    assert done.returncode == 1, done.stderr
-    assert "no answer within 1 s; a worker had taken the call" in done.stderr
-    assert "answered from the store" in done.stderr
-    assert clean(done.stderr), done.stderr
+    gave_up(done, "no answer within 1 s; a worker had taken the call", "answered from the store")
 
 
 def test_wait_with_a_timeout_on_a_batch_that_cannot_finish(
@@ -119,15 +121,13 @@ def test_wait_with_a_timeout_on_a_batch_that_cannot_finish(
     started = time.monotonic()
     done = chorus("wait", "stuck", "--timeout", "1")
 
-    assert done.returncode == 1, done.stderr
-    assert time.monotonic() - started < 15
-    # Piped: the plain progress line, not a live bar.
-    assert "(stuck): 0/3 ended (0%)" in done.stderr
-    assert (
+    gave_up(
+        done,
+        "(stuck): 0/3 ended (0%)",  # piped: the plain progress line, not a live bar
         "chorus: batch stuck not done within 1 s; it goes on: `chorus wait stuck` follows it "
-        "again, `chorus cancel stuck` stops it"
-    ) in done.stderr
-    assert clean(done.stderr), done.stderr
+        "again, `chorus cancel stuck` stops it",
+    )
+    assert time.monotonic() - started < 15
 
 
 def test_ctrl_c_while_following_says_the_batch_goes_on_and_exits_130(

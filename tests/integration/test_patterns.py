@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.signals import before_task_publish
 
 from config.settings import get_settings
 from localapi import LocalAPIServer
@@ -192,29 +190,6 @@ def test_resubmitting_the_same_fan_out_costs_zero_new_calls(
     assert again.text == first.text
     assert again.cost_usd == 0.0
     assert again.calls == 0
-
-
-@pytest.fixture
-def captured_calls() -> Iterator[list[dict[str, Any]]]:
-    """Every chorus.call message this process publishes, as it was sent."""
-    seen: list[dict[str, Any]] = []
-
-    def record(sender: str | None = None, **message: Any) -> None:
-        if sender == "chorus.call":
-            exchange = message["exchange"]
-            seen.append(
-                {
-                    "body": copy.deepcopy(message["body"]),
-                    "headers": copy.deepcopy(message["headers"]),
-                    "properties": copy.deepcopy(message["properties"]),
-                    "routing_key": message["routing_key"],
-                    "exchange": getattr(exchange, "name", exchange) or "",
-                }
-            )
-
-    before_task_publish.connect(record, weak=False)
-    yield seen
-    before_task_publish.disconnect(record)
 
 
 def test_a_header_task_delivered_twice_does_not_corrupt_the_chord_and_is_paid_once(
