@@ -156,6 +156,28 @@ def _options(command: Any) -> Any:
             help="A JSON file of script rules that steer answers by prompt (localapi/script.py).",
         ),
         _field("log_size", click.IntRange(min=1), "Requests kept in the log GET /_mock/log reads."),
+        _field(
+            "batch_processing_s",
+            click.FloatRange(min=0),
+            "Seconds a Message Batch takes to process, its requests spread over them.",
+        ),
+        _field(
+            "batch_expires_s",
+            click.FloatRange(min=0, min_open=True),
+            "Seconds until a Message Batch expires (24 h): what is not processed by then expires.",
+        ),
+        _field(
+            "batch_rate_errored",
+            click.FloatRange(0, 1),
+            "Share of batch requests that end errored (a retryable api_error).",
+        ),
+        _field(
+            "batch_rate_expired",
+            click.FloatRange(0, 1),
+            "Share of batch requests that end expired.",
+        ),
+        _field("batch_max_requests", click.IntRange(min=1), "Most requests in one Message Batch."),
+        _field("batch_max_bytes", click.IntRange(min=1), "Largest Message Batch body, in bytes."),
         click.option(
             "--honest-billing/--no-honest-billing",
             default=_DEFAULTS.honest_billing,

@@ -51,6 +51,12 @@ _FIELD_KINDS: dict[str, str] = {
     "script_path": _OPT_STR,
     "log_size": _INT,
     "honest_billing": _BOOL,
+    "batch_processing_s": _FLOAT,
+    "batch_expires_s": _FLOAT,
+    "batch_rate_errored": _FLOAT,
+    "batch_rate_expired": _FLOAT,
+    "batch_max_requests": _INT,
+    "batch_max_bytes": _INT,
 }
 # The listening socket and the start-up script are fixed once the server runs.
 FIXED_AT_RUN_TIME = frozenset({"host", "port", "script_path"})
@@ -126,6 +132,16 @@ class LocalAPIConfig:
     # the stats' duplicates_paid counts every call paid twice, the forgiving
     # default's aborted calls included. Off: such a call stops, unbilled.
     honest_billing: bool = False
+    # Message Batches (localapi.batches): how long a batch's processing takes,
+    # after how long a batch expires (its unprocessed requests end "expired"),
+    # the shares of requests that end errored (a retryable api_error) or
+    # expired, and the documented size limits.
+    batch_processing_s: float = 1.0
+    batch_expires_s: float = 24 * 3600.0
+    batch_rate_errored: float = 0.0
+    batch_rate_expired: float = 0.0
+    batch_max_requests: int = 100_000
+    batch_max_bytes: int = 256 * MIB
 
     def __post_init__(self) -> None:
         self.validate()
@@ -138,7 +154,7 @@ class LocalAPIConfig:
                 raise ValueError(f"{name}: expected {kind}, got {value!r}")
         for name in (
             "latency_ms", "jitter_ms", "ms_per_output_token", "hang_s", "retry_after_s",
-            "thinking_scale",
+            "thinking_scale", "batch_processing_s",
         ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0")
@@ -156,7 +172,15 @@ class LocalAPIConfig:
             raise ValueError("fault rates: their sum must not exceed 1")
         if not 0 <= self.port <= 65535:
             raise ValueError("port: must be between 0 and 65535")
-        for name in ("context_window", "max_output_tokens", "max_body_bytes", "log_size"):
+        if self.batch_expires_s <= 0:
+            raise ValueError("batch_expires_s: must be more than 0")
+        batch_rates = self.batch_rate_errored + self.batch_rate_expired
+        if min(self.batch_rate_errored, self.batch_rate_expired) < 0 or batch_rates > 1 + 1e-9:
+            raise ValueError("batch_rate_errored, batch_rate_expired: each >= 0, their sum <= 1")
+        for name in (
+            "context_window", "max_output_tokens", "max_body_bytes", "log_size",
+            "batch_max_requests", "batch_max_bytes",
+        ):  # fmt: skip
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name}: must be >= 1")

@@ -64,7 +64,7 @@ def _default_message(status: int) -> str:
     return _DEFAULT_MESSAGES.get(status, f"error {status}")
 
 
-def _check_headers(request: web.Request, config: LocalAPIConfig) -> None:
+def check_headers(request: web.Request, config: LocalAPIConfig) -> None:
     key = request.headers.get("x-api-key")
     if not key:
         authorization = request.headers.get("Authorization", "")
@@ -76,7 +76,7 @@ def _check_headers(request: web.Request, config: LocalAPIConfig) -> None:
         raise invalid("anthropic-version: header is required")
 
 
-async def _read_json(request: web.Request, max_body_bytes: int) -> Any:
+async def read_json(request: web.Request, max_body_bytes: int) -> Any:
     too_large = APIErrorReply(413, _DEFAULT_MESSAGES[413])
     if request.content_length is not None and request.content_length > max_body_bytes:
         raise too_large
@@ -104,8 +104,8 @@ class APIHandlers:
         request_id = new_id("req_")
         state.stats.count_tokens_requests += 1
         try:
-            _check_headers(request, state.config)
-            body = await _read_json(request, state.config.max_body_bytes)
+            check_headers(request, state.config)
+            body = await read_json(request, state.config.max_body_bytes)
             validate_request(
                 body,
                 max_output_tokens=state.config.max_output_tokens,
@@ -150,8 +150,8 @@ class APIHandlers:
     ) -> web.StreamResponse:
         state = self.state
         config = state.config
-        _check_headers(request, config)
-        body = await _read_json(request, config.max_body_bytes)
+        check_headers(request, config)
+        body = await read_json(request, config.max_body_bytes)
         # Known before validation, so that refused calls show in the log too.
         prompt = prompt_text(body) if isinstance(body, dict) else ""
         entry.prompt = prompt[:LOG_PROMPT_CHARS]
@@ -221,7 +221,7 @@ class APIHandlers:
                     thinking_scale=config.thinking_scale,
                 ),
             )
-            answer = _message(body, reply, input_tokens, cache)
+            answer = message_body(body, reply, input_tokens, cache)
             extra_headers = scripted.headers if scripted is not None and scripted.headers else {}
             # A stream pays its per-token time event by event (_stream), not up front too.
             latency_ms = self._latency_ms(scripted, 0 if streaming else reply.output_tokens)
@@ -392,7 +392,7 @@ class APIHandlers:
             await asyncio.sleep(latency_ms / 1000.0)
 
 
-def _message(
+def message_body(
     body: dict[str, Any], reply: ReplyParts, input_tokens: int, cache: CacheUsage
 ) -> dict[str, Any]:
     """The reply body: a message, with the full usage object the API reports.

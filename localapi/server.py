@@ -12,6 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from localapi.admin import AdminHandlers
+from localapi.batches import BatchHandlers
 from localapi.config import LocalAPIConfig
 from localapi.handlers import APIHandlers
 from localapi.state import LocalAPIState
@@ -31,10 +32,18 @@ def create_app(
     app[STATE_KEY] = state
     api = APIHandlers(state)
     admin = AdminHandlers(state)
+    batches = BatchHandlers(state)
+    one = "/v1/messages/batches/{batch_id}"
     app.add_routes(
         [
             web.post("/v1/messages", api.messages),
             web.post("/v1/messages/count_tokens", api.count_tokens),
+            web.post("/v1/messages/batches", batches.create),
+            web.get("/v1/messages/batches", batches.list),
+            web.get(one, batches.retrieve),
+            web.delete(one, batches.delete),
+            web.post(one + "/cancel", batches.cancel),
+            web.get(one + "/results", batches.results),
             web.get("/_mock/stats", admin.stats),
             web.get("/_mock/log", admin.log),
             web.post("/_mock/reset", admin.reset),

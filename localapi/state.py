@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localapi.buckets import RateLimits
 from localapi.cache import PromptCache
@@ -18,6 +18,9 @@ from localapi.config import LocalAPIConfig
 from localapi.faults import FaultInjector
 from localapi.script import Script
 from localapi.stats import RequestLog, Stats
+
+if TYPE_CHECKING:
+    from localapi.batches import LocalBatch
 
 
 def load_script_file(path: str | Path) -> list[Any]:
@@ -39,6 +42,8 @@ class LocalAPIState:
         self.cache = PromptCache()
         self.stats = Stats()
         self.log = RequestLog(self.config.log_size)
+        # Message Batches by id (localapi.batches); each processes in a task of its own.
+        self.batches: dict[str, LocalBatch] = {}
         self._file_rules = (
             load_script_file(self.config.script_path) if self.config.script_path else []
         )
@@ -73,6 +78,7 @@ class LocalAPIState:
         they come back.
         """
         self.stats = Stats(in_flight=self.stats.in_flight)
+        self.batches.clear()
         self.log.clear()
         self.cache.clear()
         self.limits = self._new_limits()

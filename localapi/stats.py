@@ -44,6 +44,9 @@ class Stats:
         self.duplicates_paid = 0
         # Calls whose client went away, finished and billed (honest_billing).
         self.abandoned_billed = 0
+        # Message Batches created, and their requests billed (at the Batches discount).
+        self.batches_created = 0
+        self.batch_paid = 0
         self.rate_limited = 0
         self.injected = dict.fromkeys(FAULT_KINDS, 0)
         self.scripted = 0
@@ -90,8 +93,11 @@ class Stats:
         thinking_tokens: int = 0,
         server_tool_use: Mapping[str, int] | None = None,
         model: str | None = None,
+        batch: bool = False,
     ) -> None:
+        """Count one billed call; ``batch``: through the Message Batches API, at half price."""
         self.paid += 1
+        self.batch_paid += batch
         seen = self._paid_by_identity.get(identity, 0)
         if seen:
             self.duplicates_paid += 1
@@ -119,6 +125,7 @@ class Stats:
                 cache_write_1h=cache_creation_1h,
                 cache_read=cache_read,
                 web_search_requests=searches,
+                batch=batch,
             )
         )
 
@@ -129,6 +136,8 @@ class Stats:
             "paid": self.paid,
             "duplicates_paid": self.duplicates_paid,
             "abandoned_billed": self.abandoned_billed,
+            "batches_created": self.batches_created,
+            "batch_paid": self.batch_paid,
             "rate_limited": self.rate_limited,
             "injected": dict(self.injected),
             "scripted": self.scripted,
