@@ -282,3 +282,11 @@ class LedgerContract:
         assert self.client.keys("*b-contract*") == []
         ledger.count_restored(BATCH)  # a batch gone is not written
         assert not self.client.exists(keys.batch(BATCH))
+
+    def test_a_batch_counted_by_an_older_version_reads_its_from_store_count_whole(
+        self,
+    ) -> None:
+        self.created()
+        # Before the field was named from_store, the same count was "cached".
+        self.client.hset(keys.batch(BATCH), mapping={"cached": 5, "from_store": 2})
+        assert self.status().from_store == 7

@@ -180,9 +180,12 @@ def execute(
             return answer
     try:
         envelope = _attempt_until_done(request, key, deps, progress, hooks)
-    except BaseException:
+    except Exception:
         release_quietly(deps, key, owner)  # we hold the claim: give it up at once
-        hooks.crashed()
+        hooks.crashed()  # and the hooks what they hold (a batch item's budget)
+        raise
+    except BaseException:  # shutting down: only the claim, at once
+        release_quietly(deps, key, owner)
         raise
     envelope = envelope.model_copy(
         update={
@@ -400,7 +403,7 @@ def _attempt_until_done(
             sending = request.continued(turn["content"])
             cost = Cost(1, deps.estimate_input_tokens(sending), sending.max_tokens)
             continue
-        envelope = _answered(key, turn, request.max_tokens, deps.price_for)
+        envelope = answered(key, turn, request.max_tokens, deps.price_for)
         # Settled by _end, in the round trip that stores the result.
         progress.settle = (reservation, used, reply.limit_headers)
         return envelope
@@ -476,12 +479,15 @@ def _price(deps: CallDeps, model: str, usage: Mapping[str, Any]) -> float:
     return 0.0 if price is None else price.cost_usd(Usage.from_api(usage).tokens())
 
 
-def _answered(
+def answered(
     key: str,
     message: dict[str, Any],
     max_tokens: int,
     price_for: Callable[[str], ModelPrice | None],
 ) -> Envelope:
+    """The envelope of an answered call, priced from its usage (a Message Batches
+    answer, ``service_tier: "batch"``, at the Batches discount); the cost is None
+    when the model's price is unknown."""
     model = message.get("model")
     price = price_for(model) if isinstance(model, str) else None
     envelope = Envelope.answered(key, message, max_tokens=max_tokens)

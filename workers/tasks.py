@@ -259,7 +259,7 @@ def _call(task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptio
     key, owner = parsed.idempotency_key(), task.request.id or f"eager:{uuid.uuid4().hex}"
     batch = opts.batch
     first = prefetch(
-        counter=runtime.redis,
+        counter=runtime.store.redis,  # deliveries are counted beside the store (as fan-ins')
         store=runtime.store,
         call_key=key,
         owner=owner,

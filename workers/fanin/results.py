@@ -65,6 +65,16 @@ class Branch(BaseModel):
     calls: int = 0
     from_store: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_legacy(cls, data: Any) -> Any:
+        # A branch reported by an older worker: "cached" is now "from_store".
+        if isinstance(data, dict) and "cached" in data:
+            data = {**data}
+            data.setdefault("from_store", data.pop("cached"))
+            data.pop("cached", None)
+        return data
+
     @property
     def skipped(self) -> bool:
         return self.error is not None and self.error.type in SKIPPED_TYPES

@@ -49,6 +49,9 @@ class BatchStatus(BaseModel):
     queue: str | None = None
     stop: str | None = None
     pause_message: str | None = None
+    # realtime (each item a Messages API call) or batches (the Message Batches API).
+    route: str = "realtime"
+    deadline_at: float | None = None
 
     def count(self, state: str) -> int:
         return self.counts.get(state, 0)
@@ -131,7 +134,8 @@ def parse_status(batch_id: str, raw: Mapping[Any, Any]) -> BatchStatus:
         reserved_usd=number("reserved_micros") / 1e6,
         max_cost_usd=max_cost / 1e6 if max_cost else None,
         calls=number("calls"),
-        from_store=number("from_store") or number("cached"),
+        # "cached": what a batch counted before the field was named from_store
+        from_store=number("from_store") + number("cached"),
         errors={k[4:]: int(v) for k, v in fields.items() if k.startswith("err:")},
         retries={k[6:]: int(v) for k, v in fields.items() if k.startswith("retry:")},
         rate_limit_wait_s=number("wait_ms:rate_limit") / 1000.0,
@@ -143,6 +147,8 @@ def parse_status(batch_id: str, raw: Mapping[Any, Any]) -> BatchStatus:
         queue=fields.get("queue") or None,
         stop=fields.get("stop") or None,
         pause_message=fields.get("pause_message") or None,
+        route=fields.get("route") or "realtime",
+        deadline_at=seconds("deadline_at"),
     )
 
 
