@@ -247,6 +247,15 @@ class BatchSettings(_Section):
     max_line_bytes: int = Field(10 * 1024 * 1024, ge=1024)
 
 
+class BatchesAPISettings(_Section):
+    """How the Message Batches route polls the API (workers.batches_api)."""
+
+    # Seconds before the first look at a Message Batch; each later look waits
+    # twice as long, up to poll_max_s. Most batches end within an hour.
+    poll_min_s: float = Field(10.0, gt=0)
+    poll_max_s: float = Field(300.0, gt=0)
+
+
 class ResultSettings(_Section):
     """How long finished results are kept in Redis."""
 
@@ -289,6 +298,7 @@ class Settings(BaseSettings):
     results: ResultSettings = ResultSettings()
     limiter: LimiterSettings = LimiterSettings()
     batch: BatchSettings = BatchSettings()
+    batches: BatchesAPISettings = BatchesAPISettings()
     limits: dict[str, FamilyLimits] = Field(default_factory=dict)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 

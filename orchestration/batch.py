@@ -32,6 +32,7 @@ from orchestration.submission import (
     SubmitReport,
     ledger_for,
     publish,
+    send_to_batches_api,
     submit,
 )
 from workers.errors import ChorusError
@@ -109,6 +110,8 @@ class Batch:
         max_line_bytes: int | None = None,
         on_created: Callable[[Batch], None] | None = None,
         on_enqueued: Callable[[int, int], None] | None = None,
+        route: Literal["realtime", "batches"] = "realtime",
+        deadline_s: float | None = None,
     ) -> Batch:
         """Validate ``source`` (a JSONL path, or item dicts), then enqueue its items.
 
@@ -118,7 +121,11 @@ class Batch:
         result are enqueued). ``vote``: each item is a vote of that many
         samples. ``max_cost_usd``: the batch stops sending before its spent
         plus reserved cost passes this. ``on_created(batch)`` once the batch
-        exists; ``on_enqueued(done, total)`` after each chunk.
+        exists; ``on_enqueued(done, total)`` after each chunk. ``route``:
+        ``realtime`` sends each item as a Messages API call; ``batches`` sends
+        them through the Message Batches API at half price, answered within 24
+        hours (``workers.batches_api``), sending again what expired or errored
+        while ``deadline_s`` (seconds from now) allows.
 
         Raises:
             InvalidBatchFile: lines are invalid (nothing enqueued), unless ``skip_invalid``.
@@ -133,6 +140,14 @@ class Batch:
             raise BatchInputError("vote: at least 2 samples per item")
         if max_cost_usd is not None and max_cost_usd <= 0:
             raise BatchInputError("max cost: must be more than 0 USD")
+        if route not in ("realtime", "batches"):
+            raise BatchInputError(f"route: realtime or batches, not {route!r}")
+        if route == "batches" and (vote is not None or max_cost_usd is not None):
+            raise BatchInputError(
+                "--route batches takes no --vote or --max-cost yet: send those in real time"
+            )
+        if deadline_s is not None and deadline_s <= 0:
+            raise BatchInputError("deadline: must be more than 0 seconds")
         spec = InputSpec(
             prompt_field=prompt_field,
             template=template,
@@ -149,6 +164,8 @@ class Batch:
             max_cost_usd=max_cost_usd,
             on_created=on_created,
             on_enqueued=on_enqueued,
+            route=route,
+            deadline_s=deadline_s,
         )
         return submit(cls, source, spec, options)
 
@@ -331,6 +348,7 @@ class Batch:
             ):
                 chosen.append(index)
         chosen.sort()
+        route = self.progress().route if chosen else "realtime"
         if outcomes is not None:
             chosen = self._with_outcome(chosen, outcomes)
         ids = self.ledger.item_ids(self.id) if chosen else []
@@ -355,6 +373,9 @@ class Batch:
                 items.append(((index, ids[index], request), stored.get("vote")))
             self.ledger.rewrite_requests(self.id, rewritten)
             self.ledger.reopen(self.id, part)
+            if route == "batches":
+                send_to_batches_api(self.id, [index for (index, _, _), _ in items])
+                continue
             for item, vote in items:
                 if vote:
                     publish(self.id, [item], vote, again=again, batch_name=name)

@@ -89,6 +89,9 @@ class Options:
     vote: int | None = None
     skip_invalid: bool = False
     max_cost_usd: float | None = None
+    # realtime: each item a Messages API call; batches: the Message Batches API.
+    route: str = "realtime"
+    deadline_s: float | None = None
     on_created: Callable[[Batch], None] | None = None
     on_enqueued: Callable[[int, int], None] | None = None
 
@@ -167,6 +170,8 @@ def _record_and_publish(batch: Batch, source: Source, spec: InputSpec, options: 
             model=spec.model,
             queue=queue,
             max_cost_usd=options.max_cost_usd,
+            route=options.route,
+            deadline_s=options.deadline_s,
         )
     if isinstance(source, str | Path):
         remember(batch.id, options.name, _how_submitted(source, spec, options))
@@ -187,12 +192,16 @@ def _how_submitted(source: str | Path, spec: InputSpec, options: Options) -> dic
         "effort": spec.effort,
         "vote": options.vote,
         "max_cost_usd": options.max_cost_usd,
+        "route": options.route,
+        "deadline_s": options.deadline_s,
     }
 
 
 def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) -> None:
     already = batch.ledger.enqueued_mark(batch.id)
     name = batch.ledger.name(batch.id)
+    # The Message Batches route sends every item at the end, in as few batches as it can.
+    realtime = batch.progress().route != "batches"
     index = 0
     chunk: list[tuple[int, Item]] = []
     for item in items:
@@ -201,19 +210,26 @@ def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) 
         chunk.append((index, item))
         index += 1
         if len(chunk) == CHUNK:
-            _enqueue_chunk(batch, chunk, options.vote, already, name)
+            _enqueue_chunk(batch, chunk, options.vote, already, name, realtime)
             chunk = []
             if options.on_enqueued is not None:
                 options.on_enqueued(index, batch.report.items)
     if chunk:
-        _enqueue_chunk(batch, chunk, options.vote, already, name)
+        _enqueue_chunk(batch, chunk, options.vote, already, name, realtime)
         if options.on_enqueued is not None:
             options.on_enqueued(index, batch.report.items)
     batch.ledger.published(batch.id, index, last=True)
+    if not realtime and not batch.progress().finished:
+        send_to_batches_api(batch.id)
 
 
 def _enqueue_chunk(
-    batch: Batch, chunk: list[tuple[int, Item]], vote: int | None, already: int, name: str
+    batch: Batch,
+    chunk: list[tuple[int, Item]],
+    vote: int | None,
+    already: int,
+    name: str,
+    realtime: bool,
 ) -> None:
     ledger, report = batch.ledger, batch.report
     resumed = report.resumed
@@ -232,7 +248,9 @@ def _enqueue_chunk(
     )
     if resumed:
         ledger.reopen(batch.id, [i for i, _ in to_send])
-    publish(batch.id, [(i, item.id, item.request) for i, item in to_send], vote, batch_name=name)
+    if realtime:
+        publish(batch.id, [(i, item.id, item.request) for i, item in to_send], vote,
+                batch_name=name)  # fmt: skip
     # Everything up to this chunk's end is now in the queue (or answered).
     ledger.published(batch.id, chunk[-1][0] + 1, last=False)
     report.enqueued += len(to_send)
@@ -284,6 +302,16 @@ def publish(
                 ),
                 kwargsrepr="{}",
             ).apply_async(producer=producer, ignore_result=True, declare=[], queue=queue)
+
+
+def send_to_batches_api(batch_id: str, indexes: Sequence[int] | None = None) -> None:
+    """Hand a batch's items (all pending ones, or ``indexes``) to the worker-side task that
+    sends them through the Message Batches API (``workers.batches_api``)."""
+    app.signature(
+        "chorus.batches_send",
+        args=(batch_id, None if indexes is None else list(indexes)),
+        argsrepr=f"batch={batch_id}",
+    ).apply_async(ignore_result=True)
 
 
 def needs_sending(state: str | None, index: int, enqueued: int) -> bool:

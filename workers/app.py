@@ -31,7 +31,7 @@ from workers.compat import share_one_client_per_channel, tolerate_collected_conn
 def create_app(settings: Settings) -> Celery:
     tolerate_collected_connections()
     share_one_client_per_channel()
-    app = Celery("chorus", include=["workers.tasks"])
+    app = Celery("chorus", include=["workers.tasks", "workers.batches_api"])
     app.conf.update(app_config(settings))
     return app
 

@@ -132,9 +132,7 @@ class ItemHooks(CallHooks):
         option, reserved = self.option, self.reserved_micros
         if option.part:
             return self.ledger.spend_commands(option.id, envelope, reserved)
-        return [
-            _end_command(self.ledger, option, envelope, call=envelope, reserved_micros=reserved)
-        ]
+        return [end_command(self.ledger, option, envelope, call=envelope, reserved_micros=reserved)]
 
     def crashed(self) -> None:
         # The task boundary ends the item; the budget reserved for this call goes
@@ -265,11 +263,11 @@ def _end(
     call: Envelope | None,
     reserved_micros: int,
 ) -> None:
-    command = _end_command(ledger, option, outcome, call=call, reserved_micros=reserved_micros)
+    command = end_command(ledger, option, outcome, call=call, reserved_micros=reserved_micros)
     retrying(lambda: run_together([command]), what="ending a batch item")
 
 
-def _end_command(
+def end_command(
     ledger: Ledger,
     option: BatchOption,
     outcome: Envelope | PatternResult,

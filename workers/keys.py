@@ -93,6 +93,11 @@ def batch_ended(batch_id: str) -> str:
     return f"{PREFIX}batch:{{{batch_id}}}:ended"
 
 
+def batch_upstream(batch_id: str) -> str:
+    """The Message Batches a batch's items were sent in (a hash: its id -> what it holds)."""
+    return f"{PREFIX}batch:{{{batch_id}}}:upstream"
+
+
 def batch_keys(batch_id: str) -> list[str]:
     """Every key of a batch; the ledger's scripts take them in this order."""
     return [
@@ -102,6 +107,7 @@ def batch_keys(batch_id: str) -> list[str]:
         batch_ids(batch_id),
         batch_requests(batch_id),
         batch_ended(batch_id),
+        batch_upstream(batch_id),
     ]
 
 

@@ -205,6 +205,49 @@ class Provider:
             counted = client.messages.count_tokens(**params, timeout=timeout_s)
         return int(counted.input_tokens)
 
+    # --- the Message Batches API (SDK resources/messages/batches.py) ---------
+
+    def create_batch(self, requests: list[dict[str, Any]], *, timeout_s: float = 120.0) -> Any:
+        """Create a Message Batch of ``requests`` (``custom_id``, ``params``); the SDK's
+        ``MessageBatch``.
+
+        Raises:
+            ProviderError: as :meth:`send` does (the whole batch was refused).
+        """
+        self._require_key()
+        with _translated(timeout_s, "batch create: "), self._clients.client() as client:
+            return client.messages.batches.create(
+                requests=requests,  # type: ignore[arg-type]
+                timeout=timeout_s,
+            )
+
+    def retrieve_batch(self, batch_id: str, *, timeout_s: float = 30.0) -> Any:
+        """The SDK's ``MessageBatch`` now. Raises ProviderError."""
+        self._require_key()
+        with _translated(timeout_s, "batch retrieve: "), self._clients.client() as client:
+            return client.messages.batches.retrieve(batch_id, timeout=timeout_s)
+
+    def cancel_batch(self, batch_id: str, *, timeout_s: float = 30.0) -> Any:
+        """Ask the API to cancel a Message Batch; the SDK's ``MessageBatch``. Raises
+        ProviderError."""
+        self._require_key()
+        with _translated(timeout_s, "batch cancel: "), self._clients.client() as client:
+            return client.messages.batches.cancel(batch_id, timeout=timeout_s)
+
+    def batch_results(self, batch_id: str, *, timeout_s: float = 300.0) -> list[dict[str, Any]]:
+        """An ended Message Batch's result lines, each as the API sent it (``custom_id``,
+        ``result``). Raises ProviderError."""
+        self._require_key()
+        with _translated(timeout_s, "batch results: "), self._clients.client() as client:
+            lines = client.messages.batches.results(batch_id, timeout=timeout_s)
+            return [line.to_dict() for line in lines]
+
+    def _require_key(self) -> None:
+        if not self._has_key:
+            raise AuthenticationFailed(
+                "ANTHROPIC_API_KEY is not set in the worker's environment", 401
+            )
+
     def streams(self, request: CallRequest) -> bool:
         """Whether ``request`` goes through the streaming API (a long generation is possible)."""
         return request.max_tokens > self._stream_above

@@ -133,6 +133,32 @@ def main(ctx: click.Context) -> None:
 EFFORT = click.Choice(["low", "medium", "high", "xhigh", "max"])
 
 
+class Duration(click.ParamType[float]):
+    """A span of time: seconds, or a number with s, m, h or d (``90s``, ``30m``, ``2h``)."""
+
+    name = "DURATION"
+    UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        unit = self.UNITS.get(text[-1:], None)
+        number = text[:-1] if unit is not None else text
+        try:
+            seconds = float(number) * (unit or 1.0)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (90s, 30m, 2h, 1d)", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r}: must be more than 0", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
+
+
 def model_option(help: str) -> Callable[[F], F]:
     """``--model``: which Claude model; the settings' default model when not given."""
     return click.option("--model", show_default="CHORUS_ANTHROPIC__DEFAULT_MODEL", help=help)

@@ -98,6 +98,9 @@ def chorus_env(redis_url: str, local_api: LocalAPIServer) -> dict[str, str]:
         "CHORUS_WORKER__TASK_TIME_LIMIT_S": "60",
         "CHORUS_WORKER__VISIBILITY_TIMEOUT_S": "3600",
         "CHORUS_ANTHROPIC__REQUEST_TIMEOUT_S": "10",
+        # The Message Batches route looks at a batch every 0.2 s to 1 s, not 10 s to 5 min.
+        "CHORUS_BATCHES__POLL_MIN_S": "0.2",
+        "CHORUS_BATCHES__POLL_MAX_S": "1",
     }
 
 

@@ -119,3 +119,27 @@ def test_the_first_pass_keeps_counts_the_first_errors_and_each_model_s_first_lin
     assert (report.items, report.invalid_total) == (4, 1)
     assert [e.line for e in report.invalid] == [5]
     assert report.models == {MODEL: 1, "claude-haiku-4-5": 3}
+
+
+def test_a_resubmit_records_the_ids_a_cut_off_submit_never_recorded(
+    published: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(submission, "CHUNK", 2)
+    real_add = Ledger.add_items
+    calls = {"n": 0}
+
+    def add_then_fail(self: Ledger, batch_id: str, items: Any, *, new: bool) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise BatchInputError("cut off")  # the second chunk never recorded
+        real_add(self, batch_id, items, new=new)
+
+    monkeypatch.setattr(Ledger, "add_items", add_then_fail)
+    with pytest.raises(BatchInputError, match="cut off"):
+        Batch.submit(lines(5), model=MODEL, name="cut")
+    monkeypatch.setattr(Ledger, "add_items", real_add)
+
+    again = Batch.submit(lines(5), model=MODEL, name="cut")
+
+    assert again.ledger.item_ids(again.id) == [f"i{i}" for i in range(5)]
+    assert [r["id"] for r in again.results()] == [f"i{i}" for i in range(5)]

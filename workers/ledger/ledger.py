@@ -213,8 +213,14 @@ class Ledger:
         model: str,
         queue: str,
         max_cost_usd: float | None,
+        route: str = "realtime",
+        deadline_s: float | None = None,
     ) -> None:
-        """A new batch of ``total`` items, "enqueuing" until :meth:`published` says all."""
+        """A new batch of ``total`` items, "enqueuing" until :meth:`published` says all.
+
+        ``route``: ``realtime`` (each item a Messages API call) or ``batches`` (the
+        Message Batches API); ``deadline_s``: seconds from now the work should end by.
+        """
         now_ms = int(time.time() * 1000)
         # Any keys: redis-py types a mapping's keys as every encodable type at once.
         meta: dict[Any, str | int] = {
@@ -227,7 +233,10 @@ class Ledger:
             "total": total,
             "enqueued": 0,
             "created_at": now_ms,
+            "route": route,
         }
+        if deadline_s is not None:
+            meta["deadline_at"] = now_ms + int(deadline_s * 1000)
         if max_cost_usd is not None:
             meta["max_cost_micros"] = micro_usd(max_cost_usd)
         pipe = self._redis.pipeline(transaction=False)
@@ -257,9 +266,13 @@ class Ledger:
         """
         if not items:
             return
+        # A resubmit after a submit cut off before these items' ids were recorded:
+        # they are the batch's next ones, in order.
+        have = 0 if new else self.size(batch_id)
+        unrecorded = [item_id for index, item_id, _ in items if index >= have]
         pipe = self._redis.pipeline(transaction=False)
-        if new:
-            pipe.rpush(keys.batch_ids(batch_id), *[item_id for _, item_id, _ in items])
+        if unrecorded:
+            pipe.rpush(keys.batch_ids(batch_id), *unrecorded)
         pipe.hset(keys.batch_requests(batch_id), mapping={i: r for i, _, r in items})
         if new:
             pending = ItemState.PENDING.value
@@ -283,6 +296,28 @@ class Ledger:
         if requests:
             mapping: dict[Any, str] = dict(requests)
             self._redis.hset(keys.batch_requests(batch_id), mapping=mapping)
+
+    # --- the Message Batches route (workers.batches_api) ----------------------
+
+    def start_many(self, batch_id: str, indexes: Sequence[int]) -> list[Start]:
+        """:meth:`start` of each item, in one round trip."""
+        return run_together([self.start_command(batch_id, index) for index in indexes])
+
+    def record_upstream(self, batch_id: str, upstream_id: str, indexes: Sequence[int]) -> None:
+        """A Message Batch now holds these items: recorded before anything depends on it."""
+        record = {"indexes": list(indexes), "status": "in_progress", "polls": 0}
+        self._redis.hset(keys.batch_upstream(batch_id), upstream_id, json.dumps(record))
+
+    def update_upstream(self, batch_id: str, upstream_id: str, **changes: Any) -> None:
+        raw = self._redis.hget(keys.batch_upstream(batch_id), upstream_id)
+        record = json.loads(raw) if raw else {}
+        record.update(changes)
+        self._redis.hset(keys.batch_upstream(batch_id), upstream_id, json.dumps(record))
+
+    def upstream(self, batch_id: str) -> dict[str, dict[str, Any]]:
+        """Every Message Batch the batch's items went in: its id -> indexes, status, polls."""
+        raw = self._redis.hgetall(keys.batch_upstream(batch_id))
+        return {as_text(k): json.loads(v) for k, v in raw.items()}
 
     # --- producer side: control ---------------------------------------------
 

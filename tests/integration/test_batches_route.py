@@ -1,0 +1,140 @@
+"""The Message Batches route (``--route batches``, workers.batches_api) against the local API:
+every item ends, in input order, at half price; what expired or errored is sent again,
+alone; a cancel reaches the API; an answer paid for in real time is not paid again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from config.settings import get_settings
+from localapi import LocalAPIServer
+from localapi.stats import list_price
+from orchestration.batch import Batch
+from tests.integration.conftest import BRIEF, Workers, eventually
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_S = 120
+ROUTE = {**BRIEF, "route": "batches"}
+
+
+def items(n: int, text: str = "Label review {i} in one word.") -> list[dict[str, Any]]:
+    return [{"id": f"r{i:04d}", "prompt": text.format(i=i)} for i in range(n)]
+
+
+def test_two_thousand_items_go_through_the_batches_api_at_half_price_in_input_order(
+    workers: Workers, local_api: LocalAPIServer
+) -> None:
+    local_api.configure(batch_processing_s=1.0)
+
+    batch = Batch.submit(items(2000), **ROUTE)
+    status = batch.wait(TIMEOUT_S)
+
+    assert status.finished and status.count("complete") == 2000, status
+    assert status.route == "batches"
+    stats = local_api.stats()
+    assert stats["batches_created"] == 1 and stats["batch_paid"] == 2000
+    assert stats["by_status"].get("200", 0) == 0  # not one Messages API call
+    # The ledger's cost is the API's bill, and that is half the list price.
+    price = list_price(get_settings().anthropic.default_model)
+    assert price is not None
+    full = (
+        stats["input_tokens"] * price.input_per_mtok
+        + stats["output_tokens"] * price.output_per_mtok
+    ) / 1e6
+    assert status.cost_usd == pytest.approx(stats["cost_usd"], abs=1e-6)
+    assert stats["cost_usd"] == pytest.approx(full / 2)
+    # Results in input order, in both formats.
+    ids = [f"r{i:04d}" for i in range(2000)]
+    records = list(batch.results())
+    assert [r["id"] for r in records] == ids and all(r["ok"] for r in records)
+    assert all(r["usage"]["service_tier"] == "batch" for r in records[:5])
+    lines = list(batch.results(fmt="batches"))
+    assert [line["custom_id"] for line in lines] == ids
+    assert {line["result"]["type"] for line in lines} == {"succeeded"}
+
+
+def test_only_what_expired_or_errored_is_sent_again_and_nothing_is_paid_twice(
+    workers: Workers, local_api: LocalAPIServer, redis_client: redis.Redis
+) -> None:
+    local_api.configure(batch_processing_s=0.3, batch_rate_expired=0.2, batch_rate_errored=0.15)
+
+    batch = Batch.submit(items(300), **ROUTE)
+    status = batch.wait(TIMEOUT_S)
+
+    assert status.finished and status.ended == 300
+    upstream = batch.ledger.upstream(batch.id)
+    assert len(upstream) >= 2  # a first batch, then the ones sent again
+    first, *again = sorted(upstream.values(), key=lambda u: -len(u["indexes"]))
+    not_succeeded = first["counts"].get("expired", 0) + first["counts"].get("errored", 0)
+    assert len(first["indexes"]) == 300 and not_succeeded > 0
+    assert again and len(again[0]["indexes"]) == not_succeeded  # those alone
+    stats = local_api.stats()
+    # Every complete item was paid once; nothing that succeeded went again.
+    assert stats["batch_paid"] == status.count("complete") and stats["duplicates_paid"] == 0
+    # What still failed after the rounds says why.
+    for record in batch.results(failed_only=True):
+        assert record["error"]["type"] in ("expired", "api_error"), record
+
+
+def test_a_cancel_reaches_the_api_and_the_items_end_cancelled(
+    workers: Workers, local_api: LocalAPIServer
+) -> None:
+    local_api.configure(batch_processing_s=60.0)
+    batch = Batch.submit(items(20), **ROUTE)
+    eventually(lambda: batch.ledger.upstream(batch.id), timeout_s=30)
+
+    batch.cancel()
+    status = batch.wait(TIMEOUT_S)
+
+    assert status.finished
+    assert status.count("cancelled") + status.count("complete") == 20
+    assert status.count("cancelled") > 0
+    [record] = batch.ledger.upstream(batch.id).values()
+    assert record["counts"].get("canceled", 0) == status.count("cancelled")
+
+
+def test_an_answer_paid_for_in_real_time_is_not_sent_to_the_batches_api(
+    workers: Workers, local_api: LocalAPIServer
+) -> None:
+    first = Batch.submit(items(5), **BRIEF)
+    assert first.wait(TIMEOUT_S).count("complete") == 5
+    paid = local_api.stats()["paid"]
+
+    again = Batch.submit(items(5), **ROUTE)
+    status = again.wait(TIMEOUT_S)
+
+    assert status.count("complete") == 5 and status.from_store == 5
+    stats = local_api.stats()
+    assert stats["paid"] == paid and stats["batches_created"] == 0
+
+
+def test_the_batches_route_takes_no_vote_or_budget_yet() -> None:
+    from orchestration.batchfile import BatchInputError
+
+    with pytest.raises(BatchInputError, match="--route batches takes no --vote or --max-cost"):
+        Batch.submit(items(2), vote=3, **ROUTE)
+    with pytest.raises(BatchInputError, match="route: realtime or batches"):
+        Batch.submit(items(2), **{**ROUTE, "route": "carrier-pigeon"})
+
+
+def test_chorus_submit_route_batches_in_the_command(
+    workers: Workers, local_api: LocalAPIServer, tmp_path: Any
+) -> None:
+    from tests.integration.conftest import chorus
+
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(item) + "\n" for item in items(3)))
+
+    done = chorus("submit", str(path), "--route", "batches", "--deadline", "2h", "--effort", "low",
+                  "--max-tokens", str(BRIEF["max_tokens"]), "--wait")  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    batch = Batch.get(done.stdout.strip())
+    status = batch.progress()
+    assert status.route == "batches" and status.count("complete") == 3, list(batch.results())
+    assert status.deadline_at is not None

@@ -1,0 +1,241 @@
+"""The Message Batches route: a batch's items answered through the Message Batches API.
+
+Half the price of the Messages API for work that may take up to 24 hours
+(build-with-claude/batch-processing). Two worker-side tasks, so the
+producer may exit once it has enqueued:
+
+- ``chorus.batches_send`` takes a batch's items that need an answer, answers
+  from the result store those already paid for (an item answered by either
+  route is never sent again: the content address decides), and sends the
+  rest in as few Message Batches as the limits allow (:data:`MAX_REQUESTS`
+  requests, :data:`MAX_BYTES` each). Each Message Batch's id is recorded in
+  the ledger as soon as the API returns it, then polled.
+- ``chorus.batches_poll`` asks the API for one Message Batch with backoff
+  (``CHORUS_BATCHES__POLL_MIN_S`` doubling up to ``POLL_MAX_S``). Once it
+  ended, each result line ends its item: ``succeeded`` as an answer (stored
+  under its content address and costed at the Batches price), ``errored`` as
+  a failure, ``canceled`` as cancelled when the batch was. A request that
+  ``expired``, errored with an error worth another try (``api_error``,
+  ``overloaded_error``, a rate limit) or was cancelled without the batch
+  being cancelled is sent again in a new Message Batch, those alone, while
+  the batch's deadline and ``MAX_ROUNDS`` allow; then it fails with its
+  error. A cancelled chorus batch cancels its Message Batches at the API.
+
+Items are started (``running``) when they go in a Message Batch and end when
+its results are read. A worker that dies mid-poll leaves its poll message
+unacknowledged: it is delivered again (late acknowledgement) and polling
+goes on from the id in the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from celery import Task
+
+from workers.app import app
+from workers.call import answered
+from workers.errors import ProviderError
+from workers.items import BatchOption, end_command
+from workers.ledger import ItemState
+from workers.models import CallRequest, Envelope, ErrorInfo
+from workers.redisio import run_together
+from workers.runtime import Runtime, get_runtime
+
+log = logging.getLogger(__name__)
+
+# The documented limits of one Message Batch (build-with-claude/batch-processing),
+# with room under the size for the envelope around the requests.
+MAX_REQUESTS = 100_000
+MAX_BYTES = 256 * 1024 * 1024 - 1024 * 1024
+# How many times an item is sent in a new Message Batch after it expired or errored.
+MAX_ROUNDS = 3
+AGAIN_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error"})
+
+
+def custom_id(index: int) -> str:
+    """The ``custom_id`` of a batch's item: ``i`` and its index (``^[a-zA-Z0-9_-]{1,64}$``)."""
+    return f"i{index}"
+
+
+def index_of(custom: str) -> int:
+    return int(custom[1:])
+
+
+@app.task(name="chorus.batches_send", bind=True, acks_late=True)
+def batches_send(
+    self: Task, batch_id: str, indexes: list[int] | None = None, round: int = 0
+) -> dict[str, Any]:
+    """Send a batch's items (all pending ones, or ``indexes``) in Message Batches.
+
+    Returns ``{"sent": n, "from_store": n, "upstream": [ids]}``.
+    """
+    runtime = get_runtime()
+    ledger = runtime.ledger
+    status = ledger.status(batch_id)
+    if status is None or status.stop == "cancelled":
+        return {"sent": 0, "from_store": 0, "upstream": []}
+    if indexes is None:
+        indexes = sorted(i for i, state in ledger.states(batch_id) if state == ItemState.PENDING)
+    starts = ledger.start_many(batch_id, indexes)
+    going = [i for i, start in zip(indexes, starts, strict=True) if start.verdict == "go"]
+    ids = ledger.item_ids(batch_id)
+    requests: list[tuple[int, CallRequest]] = []
+    answered_before = 0
+    for index, raw in zip(going, ledger.requests(batch_id, going), strict=True):
+        if raw is None:
+            continue  # expired with the batch's other keys
+        request = CallRequest.model_validate(json.loads(raw)["request"])
+        stored = runtime.store.stored(request.idempotency_key())
+        if stored is not None and stored.ok:
+            _end(runtime, batch_id, index, ids, stored.model_copy(update={"from_store": True}))
+            answered_before += 1
+            continue
+        requests.append((index, request))
+    sent: list[str] = []
+    for chunk in _chunks(requests):
+        body = [{"custom_id": custom_id(i), "params": r.api_params()} for i, r in chunk]
+        try:
+            upstream = runtime.provider.create_batch(body)
+        except ProviderError as exc:
+            # Refused whole: each item ends with the error (a retry sends them again).
+            info = ErrorInfo.from_exception(exc)
+            for index, request in chunk:
+                failed = Envelope.failure(request.idempotency_key(), info)
+                _end(runtime, batch_id, index, ids, failed)
+            continue
+        ledger.record_upstream(batch_id, upstream.id, [i for i, _ in chunk])
+        sent.append(upstream.id)
+        batches_poll.apply_async(
+            (batch_id, upstream.id, round), countdown=runtime.settings.batches.poll_min_s
+        )
+        log.info("batch %s: %d item(s) sent in Message Batch %s", batch_id, len(chunk), upstream.id)
+    return {"sent": len(requests), "from_store": answered_before, "upstream": sent}
+
+
+@app.task(name="chorus.batches_poll", bind=True, acks_late=True, max_retries=None)
+def batches_poll(self: Task, batch_id: str, upstream_id: str, round: int = 0) -> dict[str, Any]:
+    """Poll one Message Batch until it ended, then end its items from its results.
+
+    Returns the count of each result type read.
+    """
+    runtime = get_runtime()
+    ledger = runtime.ledger
+    settings = runtime.settings.batches
+    record = ledger.upstream(batch_id).get(upstream_id)
+    if record is None or record.get("status") == "read":
+        return {}  # the batch is gone, or this poll ran already (a redelivery)
+    polls = int(record.get("polls", 0)) + 1
+    try:
+        upstream = runtime.provider.retrieve_batch(upstream_id)
+        if upstream.processing_status == "in_progress" and ledger.stop_reason(batch_id) == (
+            "cancelled"
+        ):
+            upstream = runtime.provider.cancel_batch(upstream_id)
+    except ProviderError as exc:
+        log.warning("batch %s: polling Message Batch %s failed: %s", batch_id, upstream_id, exc)
+        upstream = None
+    if upstream is None or upstream.processing_status != "ended":
+        ledger.update_upstream(
+            batch_id,
+            upstream_id,
+            polls=polls,
+            status=upstream.processing_status if upstream is not None else record["status"],
+        )
+        delay = min(settings.poll_max_s, settings.poll_min_s * 2 ** min(polls, 20))
+        raise self.retry(countdown=delay)
+    return _read_results(runtime, batch_id, upstream_id, round)
+
+
+def _read_results(runtime: Runtime, batch_id: str, upstream_id: str, round: int) -> dict[str, Any]:
+    ledger = runtime.ledger
+    status = ledger.status(batch_id)
+    if status is None:
+        return {}
+    cancelled = status.stop == "cancelled"
+    deadline_passed = status.deadline_at is not None and time.time() > status.deadline_at
+    ids = ledger.item_ids(batch_id)
+    lines = runtime.provider.batch_results(upstream_id)
+    indexes = [index_of(line["custom_id"]) for line in lines]
+    raws = ledger.requests(batch_id, indexes)
+    counts: dict[str, int] = {}
+    again: list[int] = []
+    for index, raw, line in zip(indexes, raws, lines, strict=True):
+        result = line["result"]
+        kind = result["type"]
+        counts[kind] = counts.get(kind, 0) + 1
+        if raw is None:
+            continue
+        request = CallRequest.model_validate(json.loads(raw)["request"])
+        key = request.idempotency_key()
+        if kind == "succeeded":
+            envelope = answered(key, result["message"], request.max_tokens, runtime.deps.price_for)
+            envelope = envelope.model_copy(update={"attempts": 1})
+            runtime.store.put(envelope)
+            _end(runtime, batch_id, index, ids, envelope)
+            continue
+        error = _error_of(result)
+        if kind == "canceled" and cancelled:
+            _end(runtime, batch_id, index, ids, Envelope.failure(key, error))
+            continue
+        worth_again = kind in ("expired", "canceled") or error.type in AGAIN_ERRORS
+        if worth_again and not cancelled and not deadline_passed and round < MAX_ROUNDS:
+            again.append(index)
+            continue
+        _end(runtime, batch_id, index, ids, Envelope.failure(key, error))
+    ledger.update_upstream(batch_id, upstream_id, status="read", counts=counts)
+    if again:
+        log.info(
+            "batch %s: %d item(s) of Message Batch %s sent again (round %d)",
+            batch_id,
+            len(again),
+            upstream_id,
+            round + 1,
+        )
+        batches_send.delay(batch_id, again, round + 1)
+    return counts
+
+
+def _error_of(result: dict[str, Any]) -> ErrorInfo:
+    kind = result["type"]
+    if kind == "errored":
+        response = result.get("error") or {}
+        error = response.get("error") or {}
+        return ErrorInfo(
+            type=str(error.get("type") or "api_error"),
+            message=str(error.get("message") or "errored in a Message Batch"),
+            request_id=response.get("request_id"),
+            retryable=error.get("type") in AGAIN_ERRORS,
+        )
+    if kind == "expired":
+        message = "the Message Batch expired before this request was processed"
+    else:
+        message = "the Message Batch was cancelled before this request was processed"
+    return ErrorInfo(type="expired" if kind == "expired" else "cancelled", message=message)
+
+
+def _end(runtime: Runtime, batch_id: str, index: int, ids: list[str], envelope: Envelope) -> None:
+    item = ids[index] if index < len(ids) else str(index)
+    option = BatchOption(id=batch_id, index=index, item=item)
+    command = end_command(runtime.ledger, option, envelope, call=envelope, reserved_micros=0)
+    run_together([command])
+
+
+def _chunks(requests: list[tuple[int, CallRequest]]) -> list[list[tuple[int, CallRequest]]]:
+    """``requests`` in as few Message Batches as the request and size limits allow."""
+    chunks: list[list[tuple[int, CallRequest]]] = []
+    current: list[tuple[int, CallRequest]] = []
+    size = 0
+    for index, request in requests:
+        body = len(json.dumps({"custom_id": custom_id(index), "params": request.api_params()}))
+        if current and (len(current) >= MAX_REQUESTS or size + body > MAX_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append((index, request))
+        size += body + 1
+    if current:
+        chunks.append(current)
+    return chunks
