@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -210,8 +211,11 @@ def _follow_plain(
     return status
 
 
-def status_table(status: BatchStatus) -> Table:
-    """Everything the ledger knows of a batch, for ``chorus status``."""
+def status_table(
+    status: BatchStatus, message_batches: dict[str, dict[str, Any]] | None = None
+) -> Table:
+    """Everything the ledger knows of a batch, for ``chorus status``; ``message_batches``:
+    those its items went in, by id (``Ledger.upstream``), on the Message Batches route."""
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -221,6 +225,20 @@ def status_table(status: BatchStatus) -> Table:
         "state", shown_state + (f" - {status.pause_message}" if status.pause_message else "")
     )
     table.add_row("items", f"{status.total:,} ({status.enqueued:,} enqueued)")
+    if status.route == "batches":
+        deadline = ""
+        if status.deadline_at is not None:
+            left = status.deadline_at - time.time()
+            deadline = f", deadline in {left / 3600:,.1f} h" if left > 0 else ", deadline passed"
+        table.add_row("route", f"Message Batches API (half price){deadline}")
+        for upstream_id, record in (message_batches or {}).items():
+            counts = record.get("counts") or {}
+            said = (
+                ", ".join(f"{k} {v:,}" for k, v in counts.items())
+                or f"polled {record.get('polls', 0)} times"
+            )
+            size = len(record.get("indexes", []))
+            table.add_row("", f"{upstream_id}: {record.get('status')}, {size:,} items ({said})")
     counts = ", ".join(f"{name} {n:,}" for name, n in status.counts.items() if n)
     table.add_row("by state", counts or "-")
     outcomes = ", ".join(f"{name} {n:,}" for name, n in status.outcomes.items())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import click
@@ -26,11 +27,15 @@ def status_cmd(batch_ref: str, as_json: bool) -> None:
     from orchestration.progress import status_table
 
     with_redis()
-    status = get_batch(batch_ref).progress()
+    batch = get_batch(batch_ref)
+    status = batch.progress()
+    upstream = batch.ledger.upstream(batch.id) if status.route == "batches" else {}
     if as_json:
-        console.print_json(status.model_dump_json())
+        console.print_json(
+            json.dumps({**status.model_dump(mode="json"), "message_batches": upstream})
+        )
     else:
-        console.print(status_table(status))
+        console.print(status_table(status, upstream))
 
 
 @main.command("ls")

@@ -186,7 +186,8 @@ def _follow(batch: Any, ref: str, timeout_s: float | None = None) -> None:
         interrupted(f"stopped following batch {ref}; it goes on: {goes_on}")
     except BatchNotFound as exc:
         fail(str(exc), 1)
-    err.print(status_table(status))
+    upstream = batch.ledger.upstream(batch.id) if status.route == "batches" else None
+    err.print(status_table(status, upstream))
     if status.stalled:
         raise SystemExit(3)
 

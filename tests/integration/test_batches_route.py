@@ -138,3 +138,9 @@ def test_chorus_submit_route_batches_in_the_command(
     status = batch.progress()
     assert status.route == "batches" and status.count("complete") == 3, list(batch.results())
     assert status.deadline_at is not None
+    [upstream_id] = batch.ledger.upstream(batch.id)
+    shown = chorus("status", batch.id)
+    assert "Message Batches API (half price), deadline in 2.0 h" in shown.stdout, shown.stdout
+    assert f"{upstream_id}: read, 3 items (succeeded 3)" in shown.stdout, shown.stdout
+    as_json = json.loads(chorus("status", batch.id, "--json").stdout)
+    assert as_json["route"] == "batches" and upstream_id in as_json["message_batches"]
