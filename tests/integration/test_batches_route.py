@@ -144,3 +144,41 @@ def test_chorus_submit_route_batches_in_the_command(
     assert f"{upstream_id}: read, 3 items (succeeded 3)" in shown.stdout, shown.stdout
     as_json = json.loads(chorus("status", batch.id, "--json").stdout)
     assert as_json["route"] == "batches" and upstream_id in as_json["message_batches"]
+
+
+@pytest.mark.slow
+def test_the_poller_s_worker_killed_mid_batch_another_takes_over_nothing_paid_twice(
+    chorus_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    local_api: LocalAPIServer,
+) -> None:
+    import os
+    import signal
+
+    from tests.integration.conftest import own_queue, start_test_workers
+
+    local_api.configure(batch_processing_s=8.0)
+    env = own_queue(monkeypatch, "poller")
+    victim = start_test_workers(chorus_env, 1, prefix="poller", extra_env=env, concurrency=4)
+    survivor = None
+    try:
+        batch = Batch.submit(items(50), **ROUTE)
+        # The Message Batch exists and is being polled: its id is in the ledger.
+        eventually(lambda: batch.ledger.upstream(batch.id), timeout_s=30)
+        eventually(
+            lambda: next(iter(batch.ledger.upstream(batch.id).values()))["polls"] >= 2,
+            timeout_s=30,
+        )
+
+        os.kill(victim.fleet.processes[0].pid, signal.SIGKILL)
+        survivor = start_test_workers(chorus_env, 1, prefix="taker", extra_env=env, concurrency=4)
+        status = batch.wait(TIMEOUT_S)
+    finally:
+        victim.fleet.stop()
+        if survivor is not None:
+            survivor.fleet.stop()
+
+    assert status.finished and status.count("complete") == 50
+    stats = local_api.stats()
+    assert stats["batches_created"] == 1  # polled on, not sent again
+    assert stats["batch_paid"] == 50 and stats["duplicates_paid"] == 0
