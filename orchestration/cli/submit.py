@@ -14,6 +14,7 @@ from orchestration.cli.common import (
     fail,
     get_batch,
     interrupted,
+    load_settings_or_exit,
     main,
     max_tokens_option,
     model_option,
@@ -82,6 +83,11 @@ WAIT_TIMEOUT = timeout_option(
     "what expired or errored is sent again only until then.",
 )
 @click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate and print what the batch would cost and take, per route; send nothing.",
+)
+@click.option(
     "--wait",
     "wait_",
     is_flag=True,
@@ -102,6 +108,7 @@ def submit_cmd(
     skip_invalid: bool,
     route: str,
     deadline: float | None,
+    dry_run: bool,
     wait_: bool,
     timeout_s: float | None,
 ) -> None:
@@ -121,6 +128,9 @@ def submit_cmd(
                 template = handle.read()
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"cannot read the template {template_file}: {exc}")
+    if dry_run:
+        _dry_run(file, prompt_field, template, model, max_tokens, system, effort, skip_invalid)
+        return
     with_redis()
 
     def created(batch: Any) -> None:
@@ -168,6 +178,72 @@ def submit_cmd(
     warn_if_no_worker()
     if wait_:
         _follow(batch, name or batch.id, timeout_s)
+
+
+def _dry_run(
+    file: str,
+    prompt_field: str | None,
+    template: str | None,
+    model: str | None,
+    max_tokens: int | None,
+    system: str | None,
+    effort: str | None,
+    skip_invalid: bool,
+) -> None:
+    """Print what FILE would cost and take per route (orchestration.estimate); exit 2 when
+    lines are invalid (unless --skip-invalid)."""
+    from rich.table import Table
+
+    from config.settings import get_settings
+    from orchestration.batchfile import BatchInputError, InputSpec
+    from orchestration.estimate import estimate
+
+    settings = load_settings_or_exit()
+    spec = InputSpec(
+        prompt_field=prompt_field,
+        template=template,
+        model=model or settings.anthropic.default_model,
+        max_tokens=max_tokens,
+        system=system,
+        effort=effort,
+        max_line_bytes=get_settings().batch.max_line_bytes,
+    )
+    try:
+        found = estimate(file, spec, settings)
+    except BatchInputError as exc:
+        fail(str(exc))
+    if found.invalid and not skip_invalid:
+        shown = "\n".join(f"  {e}" for e in found.invalid[:20])
+        fail(f"{len(found.invalid)} lines are invalid:\n{shown}")
+
+    def usd(value: float | None) -> str:
+        return "unknown price" if value is None else f"${value:,.4f}"
+
+    table = Table(title=f"{file}: {found.items:,} items, nothing sent", title_justify="left")
+    for column in ("route", "input only", "worst case", "time"):
+        table.add_column(column, justify="left" if column == "route" else "right")
+    minutes = found.minutes
+    table.add_row(
+        "realtime",
+        usd(found.total("input_usd")),
+        usd(found.total("worst_usd")),
+        f"{minutes:,.1f} min at your limits" if minutes else "no limit set",
+    )
+    table.add_row(
+        "batches",
+        usd(found.total("input_usd_batches")),
+        usd(found.total("worst_usd_batches")),
+        "within 24 h",
+    )
+    console.print(table)
+    for each in found.models.values():
+        err.print(
+            f"chorus: {each.model}: {each.items:,} items, about {each.input_tokens:,} input "
+            f"tokens (estimated), at most {each.max_output_tokens:,} output tokens",
+            markup=False,
+        )
+    if found.invalid:
+        err.print(f"chorus: {len(found.invalid)} invalid lines would be skipped", markup=False)
 
 
 def _follow(batch: Any, ref: str, timeout_s: float | None = None) -> None:
