@@ -308,10 +308,14 @@ class BatchHandlers:
     def _result(self, batch: LocalBatch, custom_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """One request's result: drawn expired or errored, else answered as /v1/messages would."""
         config = self.state.config
+        request_id = new_id("req_")
+        try:  # an invalid request errors whatever else befalls it
+            validate_request(params, max_output_tokens=config.max_output_tokens)
+        except APIErrorReply as exc:
+            return _errored(exc.error_type, exc.message, request_id, exc.error_code)
         draw = random.Random(f"{config.seed}:{batch.id}:{custom_id}").random()
         if draw < config.batch_rate_expired:
             return {"type": "expired"}
-        request_id = new_id("req_")
         if draw < config.batch_rate_expired + config.batch_rate_errored:
             return _errored("api_error", "Internal server error", request_id)
         try:

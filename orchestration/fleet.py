@@ -62,6 +62,8 @@ class Fleet:
     """Processes started together and stopped together."""
 
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # The node names of the workers started in it (<prefix><n>@<host>).
+    nodes: list[str] = field(default_factory=list)
     # The threads that carry the processes' output to their logs.
     pumps: list[_Pump] = field(default_factory=list)
 
@@ -281,6 +283,7 @@ def start_workers(
     fleet = fleet or Fleet()
     host = socket.gethostname()
     names = [f"{prefix}{index}@{host}" for index in range(1, count + 1)]
+    fleet.nodes += names
     # Every log file is opened before any process starts: a directory that
     # cannot be written stops the start, not the third worker.
     sinks: list[tuple[LineSink, Callable[[], None]] | None] = [None] * count
@@ -323,7 +326,8 @@ def start_workers(
 def wait_for_workers(
     count: int, *, timeout_s: float = 30.0, fleet: Fleet | None = None
 ) -> list[str]:
-    """Block until ``count`` workers answer a ping.
+    """Block until ``count`` workers answer a ping: ``fleet``'s own, when it names them
+    (other workers on the same broker do not count).
 
     Raises:
         TimeoutError: fewer answered in time (or a worker process exited).
@@ -337,6 +341,8 @@ def wait_for_workers(
             codes = [p.returncode for p in fleet.processes if p.poll() is not None]
             raise TimeoutError(f"a worker process exited during start-up (exit codes {codes})")
         names = workers_online(timeout_s=0.5)
+        if fleet is not None and fleet.nodes:
+            names = [name for name in names if name in fleet.nodes]
         if len(names) >= count:
             return names
     raise TimeoutError(f"only {len(names)} of {count} workers answered within {timeout_s:g} s")

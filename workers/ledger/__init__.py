@@ -23,6 +23,8 @@ a vote sample's spend  ``spend.lua``                    workers.items
 item ends, its result, ``finish.lua``                   workers.items, workers.sweeper
 batch done
 restored count         ``restored.lua``                 workers.sweeper
+Message Batches sent   :meth:`Ledger.record_upstream`,  workers.batches_api
+and polled             :meth:`Ledger.update_upstream`
 =====================  ===============================  ==============================
 
 Each fact has one writer: the counters move only with the item's state, in
