@@ -23,11 +23,11 @@ def test_a_killed_threads_worker_s_items_run_again_once(
         # Given a batch whose calls the victim worker holds in flight
         batch = Batch.submit(items(20), **BRIEF)
         eventually(lambda: local_api.stats()["in_flight"] >= 10)
+        # When the whole worker process is killed mid-call, and another one started
+        in_flight_at_kill = local_api.stats()["in_flight"]
+        os.kill(victim.fleet.processes[0].pid, signal.SIGKILL)
         survivor = start_test_workers(env, 1, prefix="survivor", concurrency=20)
         try:
-            # When the whole worker process is killed mid-call
-            in_flight_at_kill = local_api.stats()["in_flight"]
-            os.kill(victim.fleet.processes[0].pid, signal.SIGKILL)
             status = batch.wait(TIMEOUT_S)
         finally:
             survivor.fleet.stop()
