@@ -46,13 +46,12 @@ from typing import Any
 
 from aiohttp import web
 
-from config.models import rules_for
 from localapi.compose import ReplyInputs, compose_reply
 from localapi.errors import APIErrorReply, error_object, invalid
 from localapi.replies import reply_rng
 from localapi.responses import api_headers, bytes_response, error_response, new_id
 from localapi.state import LocalAPIState
-from localapi.tokens import prompt_text, request_parts
+from localapi.tokens import prompt_text
 from localapi.validation import validate_request
 
 log = logging.getLogger(__name__)
@@ -324,21 +323,14 @@ class BatchHandlers:
             return _errored(exc.error_type, exc.message, request_id, exc.error_code)
 
     def _answer(self, params: dict[str, Any]) -> dict[str, Any]:
-        from localapi.handlers import message_body
+        from localapi.handlers import measured, message_body
 
         state, config = self.state, self.state.config
         validate_request(params, max_output_tokens=config.max_output_tokens)
         if params.get("stream") is True:
             raise invalid("stream: streaming is not supported in a Message Batch")
-        rules = rules_for(params["model"])
-        parts = request_parts(params)
-        total_tokens = sum(part.tokens for part in parts)
-        window = config.context_window or (rules.context_window if rules else 200_000)
-        if total_tokens > window:
-            raise invalid(f"prompt is too long: {total_tokens} tokens > {window} maximum")
         now = time.time()
-        cache = state.cache.lookup(params["model"], parts, now)
-        input_tokens = total_tokens - cache.read_tokens - cache.creation_tokens
+        rules, window, total_tokens, cache, input_tokens = measured(state, params, now)
         prompt = prompt_text(params)
         scripted = state.script.decide(prompt) if state.script.rules else None
         if scripted is not None and scripted.fault is None and scripted.status != 200:

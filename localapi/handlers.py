@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from config.models import rules_for
+from config.models import ModelRules, rules_for
 from localapi.buckets import retry_after_headers
 from localapi.cache import CacheUsage
 from localapi.compose import ReplyInputs, ReplyParts, compose_reply
@@ -169,16 +169,8 @@ class APIHandlers:
             max_output_tokens=config.max_output_tokens,
             api_version=request.headers.get("anthropic-version"),
         )
-        rules = rules_for(body["model"])
-
-        parts = request_parts(body)
-        total_tokens = sum(part.tokens for part in parts)
-        window = config.context_window or (rules.context_window if rules else 200_000)
-        if total_tokens > window:
-            raise invalid(f"prompt is too long: {total_tokens} tokens > {window} maximum")
         now = time.time()
-        cache = state.cache.lookup(body["model"], parts, now)
-        input_tokens = total_tokens - cache.read_tokens - cache.creation_tokens
+        rules, window, total_tokens, cache, input_tokens = measured(state, body, now)
         entry.input_tokens = input_tokens
 
         scripted = state.script.decide(prompt) if state.script.rules else None
@@ -390,6 +382,26 @@ class APIHandlers:
     async def _sleep_ms(latency_ms: float) -> None:
         if latency_ms > 0:
             await asyncio.sleep(latency_ms / 1000.0)
+
+
+def measured(
+    state: LocalAPIState, body: dict[str, Any], now: float
+) -> tuple[ModelRules | None, int, int, CacheUsage, int]:
+    """A valid request's model rules, context window, prompt tokens, cache use and the
+    input tokens billed at the base rate.
+
+    Raises:
+        APIErrorReply: the prompt is longer than the window (400).
+    """
+    rules = rules_for(body["model"])
+    parts = request_parts(body)
+    total_tokens = sum(part.tokens for part in parts)
+    window = state.config.context_window or (rules.context_window if rules else 200_000)
+    if total_tokens > window:
+        raise invalid(f"prompt is too long: {total_tokens} tokens > {window} maximum")
+    cache = state.cache.lookup(body["model"], parts, now)
+    input_tokens = total_tokens - cache.read_tokens - cache.creation_tokens
+    return rules, window, total_tokens, cache, input_tokens
 
 
 def message_body(
