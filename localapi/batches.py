@@ -46,7 +46,6 @@ from typing import Any
 
 from aiohttp import web
 
-from localapi.compose import ReplyInputs, compose_reply
 from localapi.errors import APIErrorReply, error_object, invalid
 from localapi.replies import reply_rng
 from localapi.responses import api_headers, bytes_response, error_response, new_id
@@ -323,7 +322,7 @@ class BatchHandlers:
             return _errored(exc.error_type, exc.message, request_id, exc.error_code)
 
     def _answer(self, params: dict[str, Any]) -> dict[str, Any]:
-        from localapi.handlers import measured, message_body
+        from localapi.handlers import bill, compose, measured, message_body
 
         state, config = self.state, self.state.config
         validate_request(params, max_output_tokens=config.max_output_tokens)
@@ -341,35 +340,13 @@ class BatchHandlers:
                 error_code=scripted.error_code,
             )
         canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
-        reply = compose_reply(
-            params,
-            ReplyInputs(
-                rules=rules,
-                rng=reply_rng(config.seed, canonical, None),
-                reply_min_tokens=config.reply_min_tokens,
-                reply_max_tokens=config.reply_max_tokens,
-                context_room=window - total_tokens,
-                fault=None,
-                scripted=scripted,
-                thinking_scale=config.thinking_scale,
-            ),
-        )
+        rng = reply_rng(config.seed, canonical, None)
+        reply = compose(state, params, rules, window - total_tokens, rng=rng, fault=None,
+                        scripted=scripted)  # fmt: skip
         message = message_body(params, reply, input_tokens, cache)
         message["usage"]["service_tier"] = "batch"
-        if not (reply.stop_reason == "refusal" and reply.output_tokens == 0):
-            state.cache.store(cache, now)
-            state.stats.paid_call(
-                f"batch:{canonical}",
-                input_tokens,
-                reply.output_tokens,
-                cache.creation_tokens,
-                cache.read_tokens,
-                cache_creation_1h=cache.creation_1h_tokens,
-                thinking_tokens=reply.thinking_tokens,
-                server_tool_use=reply.server_tool_use,
-                model=params["model"],
-                batch=True,
-            )
+        bill(state, f"batch:{canonical}", params["model"], reply, input_tokens, cache, now,
+             batch=True)  # fmt: skip
         return message
 
 

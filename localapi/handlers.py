@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import random
 import time
 from typing import Any
 
@@ -200,18 +201,14 @@ class APIHandlers:
                 state.stats.injected[fault] += 1
             if fault in ERROR_FAULTS:
                 await self._fault(fault)
-            reply = compose_reply(
+            reply = compose(
+                state,
                 body,
-                ReplyInputs(
-                    rules=rules,
-                    rng=reply_rng(config.seed, body_sha256, chorus_key),
-                    reply_min_tokens=config.reply_min_tokens,
-                    reply_max_tokens=config.reply_max_tokens,
-                    context_room=window - total_tokens,
-                    fault=fault if fault in OUTCOME_FAULTS else None,
-                    scripted=scripted,
-                    thinking_scale=config.thinking_scale,
-                ),
+                rules,
+                window - total_tokens,
+                rng=reply_rng(config.seed, body_sha256, chorus_key),
+                fault=fault if fault in OUTCOME_FAULTS else None,
+                scripted=scripted,
             )
             answer = message_body(body, reply, input_tokens, cache)
             extra_headers = scripted.headers if scripted is not None and scripted.headers else {}
@@ -226,7 +223,7 @@ class APIHandlers:
                 state.limits.refund_output(max(0, max_tokens - reply.output_tokens), end)
                 settled = True
                 if fault != "stream_error":
-                    self._bill(identity, body["model"], reply, input_tokens, cache, end)
+                    bill(state, identity, body["model"], reply, input_tokens, cache, end)
 
             try:
                 if streaming:
@@ -255,35 +252,6 @@ class APIHandlers:
             if not settled:
                 # Failed or abandoned: none of the output was produced.
                 state.limits.refund_output(max_tokens, time.time())
-
-    def _bill(
-        self,
-        identity: str,
-        model: str,
-        reply: ReplyParts,
-        input_tokens: int,
-        cache: CacheUsage,
-        end: float,
-    ) -> None:
-        state = self.state
-        state.stats.stop_reasons[reply.stop_reason] = (
-            state.stats.stop_reasons.get(reply.stop_reason, 0) + 1
-        )
-        if reply.stop_reason == "refusal" and reply.output_tokens == 0:
-            # "Requests declined before any output is generated are not billed."
-            return
-        state.cache.store(cache, end)
-        state.stats.paid_call(
-            identity,
-            input_tokens,
-            reply.output_tokens,
-            cache.creation_tokens,
-            cache.read_tokens,
-            cache_creation_1h=cache.creation_1h_tokens,
-            thinking_tokens=reply.thinking_tokens,
-            server_tool_use=reply.server_tool_use,
-            model=model,
-        )
 
     async def _stream(
         self,
@@ -402,6 +370,67 @@ def measured(
     cache = state.cache.lookup(body["model"], parts, now)
     input_tokens = total_tokens - cache.read_tokens - cache.creation_tokens
     return rules, window, total_tokens, cache, input_tokens
+
+
+def compose(
+    state: LocalAPIState,
+    body: dict[str, Any],
+    rules: ModelRules | None,
+    context_room: int,
+    *,
+    rng: random.Random,
+    fault: str | None,
+    scripted: ScriptedResponse | None,
+) -> ReplyParts:
+    """The reply a valid request gets (``localapi.compose``), with the server's settings."""
+    config = state.config
+    return compose_reply(
+        body,
+        ReplyInputs(
+            rules=rules,
+            rng=rng,
+            reply_min_tokens=config.reply_min_tokens,
+            reply_max_tokens=config.reply_max_tokens,
+            context_room=context_room,
+            fault=fault,
+            scripted=scripted,
+            thinking_scale=config.thinking_scale,
+        ),
+    )
+
+
+def bill(
+    state: LocalAPIState,
+    identity: str,
+    model: str,
+    reply: ReplyParts,
+    input_tokens: int,
+    cache: CacheUsage,
+    end: float,
+    *,
+    batch: bool = False,
+) -> None:
+    """Count a reply by its stop reason and bill it (``batch``: at the Message Batches
+    discount); the cache writes it made become readable."""
+    state.stats.stop_reasons[reply.stop_reason] = (
+        state.stats.stop_reasons.get(reply.stop_reason, 0) + 1
+    )
+    if reply.stop_reason == "refusal" and reply.output_tokens == 0:
+        # "Requests declined before any output is generated are not billed."
+        return
+    state.cache.store(cache, end)
+    state.stats.paid_call(
+        identity,
+        input_tokens,
+        reply.output_tokens,
+        cache.creation_tokens,
+        cache.read_tokens,
+        cache_creation_1h=cache.creation_1h_tokens,
+        thinking_tokens=reply.thinking_tokens,
+        server_tool_use=reply.server_tool_use,
+        model=model,
+        batch=batch,
+    )
 
 
 def message_body(
