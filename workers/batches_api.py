@@ -38,11 +38,12 @@ from celery import Task
 
 from workers.app import app
 from workers.call import answered
+from workers.durable import retrying
 from workers.errors import ProviderError
 from workers.items import BatchOption, end_command
 from workers.ledger import ItemState
 from workers.models import CallRequest, Envelope, ErrorInfo
-from workers.redisio import run_together
+from workers.redisio import Command, run_together
 from workers.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,8 @@ def _read_results(runtime: Runtime, batch_id: str, upstream_id: str, round: int)
     raws = ledger.requests(batch_id, indexes)
     counts: dict[str, int] = {}
     again: list[int] = []
+    # Each result's writes (its answer stored, its item ended), sent in one round trip.
+    writes: list[Command] = []
     for index, raw, line in zip(indexes, raws, lines, strict=True):
         result = line["result"]
         kind = result["type"]
@@ -174,18 +177,21 @@ def _read_results(runtime: Runtime, batch_id: str, upstream_id: str, round: int)
         if kind == "succeeded":
             envelope = answered(key, result["message"], request.max_tokens, runtime.deps.price_for)
             envelope = envelope.model_copy(update={"attempts": 1})
-            runtime.store.put(envelope)
-            _end(runtime, batch_id, index, ids, envelope)
+            writes += [
+                runtime.store.put_command(envelope),
+                _end_command(runtime, batch_id, index, ids, envelope),
+            ]
             continue
         error = _error_of(result)
         if kind == "canceled" and cancelled:
-            _end(runtime, batch_id, index, ids, Envelope.failure(key, error))
+            writes.append(_end_command(runtime, batch_id, index, ids, Envelope.failure(key, error)))
             continue
         worth_again = kind in ("expired", "canceled") or error.type in AGAIN_ERRORS
         if worth_again and not cancelled and not deadline_passed and round < MAX_ROUNDS:
             again.append(index)
             continue
-        _end(runtime, batch_id, index, ids, Envelope.failure(key, error))
+        writes.append(_end_command(runtime, batch_id, index, ids, Envelope.failure(key, error)))
+    retrying(lambda: run_together(writes), what="ending a Message Batch's items")
     ledger.update_upstream(batch_id, upstream_id, status="read", counts=counts)
     if again:
         log.info(
@@ -218,10 +224,16 @@ def _error_of(result: dict[str, Any]) -> ErrorInfo:
 
 
 def _end(runtime: Runtime, batch_id: str, index: int, ids: list[str], envelope: Envelope) -> None:
+    run_together([_end_command(runtime, batch_id, index, ids, envelope)])
+
+
+def _end_command(
+    runtime: Runtime, batch_id: str, index: int, ids: list[str], envelope: Envelope
+) -> Command:
+    """End one item with ``envelope`` (``finish.lua``: a duplicate counts nothing)."""
     item = ids[index] if index < len(ids) else str(index)
     option = BatchOption(id=batch_id, index=index, item=item)
-    command = end_command(runtime.ledger, option, envelope, call=envelope, reserved_micros=0)
-    run_together([command])
+    return end_command(runtime.ledger, option, envelope, call=envelope, reserved_micros=0)
 
 
 def _chunks(requests: list[tuple[int, CallRequest]]) -> list[list[tuple[int, CallRequest]]]:
