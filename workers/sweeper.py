@@ -236,7 +236,9 @@ class Sweeper:
 
     def check_lost(self) -> int:
         """End the pending items of batches whose messages exist nowhere; returns how many."""
-        return end_lost_items(self._redis, redis_now(self._redis), unacked=self._unacked)
+        return end_lost_items(
+            self._redis, redis_now(self._redis), unacked=self._unacked, ledger=self._ledger
+        )
 
 
 def _entry(raw: Any) -> dict[str, Any] | None:
@@ -314,14 +316,16 @@ def _batch_of(raw: Any, *, unacked: bool) -> str | None:
 # --- lost by any path ------------------------------------------------------------------
 
 
-def end_lost_items(client: redis.Redis, now: float, *, unacked: str = UNACKED) -> int:
+def end_lost_items(
+    client: redis.Redis, now: float, *, unacked: str = UNACKED, ledger: Ledger | None = None
+) -> int:
     """One check for lost messages (see the module docstring); returns items ended.
 
     A quiet running batch with no message anywhere is a suspect; one that was a
     suspect at the previous check with the same ``updated_at`` ends its
     pending items ``failed``, error type ``lost``.
     """
-    ledger = _ledger(client)
+    ledger = ledger or _ledger(client)  # the sweeper's own: its scripts read once
     quiet = ledger.quiet_running(LOST_BATCHES_LIMIT, LOST_AFTER_S, now)
     suspects_before = {_text(k): _text(v) for k, v in client.hgetall(lost_suspects_key()).items()}
     if not quiet:
