@@ -148,10 +148,12 @@ def batches_poll(self: Task, batch_id: str, upstream_id: str, round: int = 0) ->
         )
         delay = min(settings.poll_max_s, settings.poll_min_s * 2 ** min(polls, 20))
         raise self.retry(countdown=delay)
-    return _read_results(runtime, batch_id, upstream_id, round)
+    return _read_results(runtime, batch_id, upstream_id, {**record, "polls": polls}, round)
 
 
-def _read_results(runtime: Runtime, batch_id: str, upstream_id: str, round: int) -> dict[str, Any]:
+def _read_results(
+    runtime: Runtime, batch_id: str, upstream_id: str, record: dict[str, Any], round: int
+) -> dict[str, Any]:
     ledger = runtime.ledger
     status = ledger.status(batch_id)
     if status is None:
@@ -191,8 +193,18 @@ def _read_results(runtime: Runtime, batch_id: str, upstream_id: str, round: int)
             again.append(index)
             continue
         writes.append(_end_command(runtime, batch_id, index, ids, Envelope.failure(key, error)))
+    # The counts are written before the items end, so whoever sees them end
+    # finds the counts; "read" after them, so a poll cut short runs again.
+    writes = [
+        ledger.upstream_command(
+            batch_id, upstream_id, {**record, "status": "ended", "counts": counts}
+        ),
+        *writes,
+        ledger.upstream_command(
+            batch_id, upstream_id, {**record, "status": "read", "counts": counts}
+        ),
+    ]
     retrying(lambda: run_together(writes), what="ending a Message Batch's items")
-    ledger.update_upstream(batch_id, upstream_id, status="read", counts=counts)
     if again:
         log.info(
             "batch %s: %d item(s) of Message Batch %s sent again (round %d)",

@@ -314,6 +314,14 @@ class Ledger:
         record.update(changes)
         self._redis.hset(keys.batch_upstream(batch_id), upstream_id, json.dumps(record))
 
+    def upstream_command(
+        self, batch_id: str, upstream_id: str, record: Mapping[str, Any]
+    ) -> Command:
+        """Write one Message Batch's whole ``record``, to send with other commands."""
+        return Command(
+            self._redis, ("HSET", keys.batch_upstream(batch_id), upstream_id, json.dumps(record))
+        )
+
     def upstream(self, batch_id: str) -> dict[str, dict[str, Any]]:
         """Every Message Batch the batch's items went in: its id -> indexes, status, polls."""
         raw = self._redis.hgetall(keys.batch_upstream(batch_id))
