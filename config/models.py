@@ -72,6 +72,12 @@ class ModelRules:
     # newer tokenizer of Opus 4.7 and later makes "approximately 30% more"
     # (about-claude/pricing, build-with-claude/token-counting).
     token_ratio: float = NEW_TOKENIZER
+    # The shortest prefix the API caches; a shorter marked prefix is sent
+    # uncached, without an error (build-with-claude/prompt-caching, "Cache
+    # limitations": 512 on Opus 5 and the Fable and Mythos lines; 1,024 on
+    # Sonnet 5, Opus 4.8 and Sonnet 4.5; 2,048 on Sonnet 4.6; 4,096 on Haiku
+    # 4.5 and Opus 4.5 to 4.7; where a model is not listed, its nearest sibling's).
+    min_cache_tokens: int = 1024
     notes: str = ""
 
     @property
@@ -91,6 +97,7 @@ _ALL_FORMS = frozenset({"adaptive", "enabled", "disabled"})
 def _row(
     id: str, family: str, default: ThinkingDefault, forms: frozenset[str], **kw: Any
 ) -> ModelRules:
+    kw.setdefault("min_cache_tokens", 512 if family in ("fable", "mythos") else 1024)
     kw.setdefault("effort_default", "high")
     kw.setdefault("max_output_tokens", _K128)
     kw.setdefault("context_window", _M)
@@ -114,27 +121,33 @@ MODELS: dict[str, ModelRules] = {
              disabled_max_effort="high", forced_tool_choice=False),
         _row("claude-fable-5-1", "fable", "always", _ADAPTIVE, forced_tool_choice=False),
         _row("claude-opus-5-5", "opus", "always", _ADAPTIVE, effort_default="medium",
-             forced_tool_choice=False),
+             forced_tool_choice=False, min_cache_tokens=512),
         _row("claude-mythos-5-1", "mythos", "always", _ADAPTIVE, forced_tool_choice=False),
         _row("claude-sonnet-5", "sonnet", "on", _ADAPTIVE_OR_OFF),
         _row("claude-fable-5", "fable", "always", _ADAPTIVE),
         _row("claude-mythos-5", "mythos", "always", _ADAPTIVE),
-        _row("claude-opus-5", "opus", "on", _ADAPTIVE_OR_OFF, disabled_max_effort="high"),
+        _row("claude-opus-5", "opus", "on", _ADAPTIVE_OR_OFF, disabled_max_effort="high",
+             min_cache_tokens=512),
         _row("claude-opus-4-8", "opus", "off", _ADAPTIVE_OR_OFF, notes=_AS_OPUS_46),
-        _row("claude-opus-4-7", "opus", "off", _ADAPTIVE_OR_OFF, notes=_AS_OPUS_46),
+        _row("claude-opus-4-7", "opus", "off", _ADAPTIVE_OR_OFF, notes=_AS_OPUS_46,
+             min_cache_tokens=4096),
         _row("claude-mythos-preview", "mythos", "always", frozenset({"adaptive", "enabled"}),
              efforts=_OLD_EFFORTS, notes="context window and output limit not documented"),
         _row("claude-opus-4-6", "opus", "off", _ALL_FORMS, efforts=_OLD_EFFORTS, sampling=True,
-             display_default="summarized", token_ratio=CLASSIC_TOKENIZER),
+             display_default="summarized", token_ratio=CLASSIC_TOKENIZER,
+             min_cache_tokens=4096),
         _row("claude-sonnet-4-6", "sonnet", "off", _ALL_FORMS, efforts=_OLD_EFFORTS,
              sampling=True, display_default="summarized", token_ratio=CLASSIC_TOKENIZER,
+             min_cache_tokens=2048,
              notes="prefill: only Sonnet 4.5, Haiku 4.5 and older take one (sonnet-5-5 guide)"),
         _row("claude-haiku-4-5", "haiku", "off", _EXTENDED, effort_default=None, efforts=(),
              max_output_tokens=64_000, context_window=200_000, sampling=True, prefill=True,
-             display_default="summarized", token_ratio=CLASSIC_TOKENIZER),
+             display_default="summarized", token_ratio=CLASSIC_TOKENIZER,
+             min_cache_tokens=4096),
         _row("claude-opus-4-5", "opus", "off", _EXTENDED, efforts=_OLD_EFFORTS,
              max_output_tokens=64_000, context_window=200_000, sampling=True, prefill=True,
-             display_default="summarized", token_ratio=CLASSIC_TOKENIZER),
+             display_default="summarized", token_ratio=CLASSIC_TOKENIZER,
+             min_cache_tokens=4096),
         _row("claude-sonnet-4-5", "sonnet", "off", _EXTENDED, effort_default=None, efforts=(),
              max_output_tokens=64_000, context_window=200_000, sampling=True, prefill=True,
              display_default="summarized", token_ratio=CLASSIC_TOKENIZER),
@@ -150,6 +163,12 @@ def base_model(model: str) -> str:
 def rules_for(model: str) -> ModelRules | None:
     """The rules of ``model`` (a dated snapshot id resolves to its model); None if unknown."""
     return MODELS.get(model) or MODELS.get(base_model(model))
+
+
+def min_cache_tokens(model: str) -> int:
+    """The shortest prefix ``model`` caches, in tokens (1,024 for a model not in the table)."""
+    rules = rules_for(model)
+    return rules.min_cache_tokens if rules else 1024
 
 
 @dataclass(frozen=True, slots=True)
