@@ -10,8 +10,12 @@ block. Entries live 5 minutes (or 1 hour for `"ttl": "1h"`), renewed by each
 read, as the API's ephemeral cache does. Prefixes are keyed by model, since
 caches are per model.
 
-Unlike the API there is no minimum cacheable length, so that small test
-prompts can exercise the accounting.
+As on the API, a prefix shorter than the model's minimum cacheable length
+(`min_tokens`: `config.models.min_cache_tokens`, 512 to 4,096 tokens) is
+not cached: its breakpoint is neither read nor written, without an error,
+and its tokens count as plain input unless a later, long enough breakpoint
+covers them. The local API's `cache_min_tokens` can lower the minimum (0:
+none), so that small test prompts can exercise the accounting.
 """
 
 from __future__ import annotations
@@ -72,8 +76,14 @@ class PromptCache:
         self._expires_at.clear()
         self._size_at_sweep = 0
 
-    def lookup(self, model: str, parts: Sequence[Part], now: float) -> CacheUsage:
-        """Read and creation tokens for a call made of `parts`; renews the prefix it reads."""
+    def lookup(
+        self, model: str, parts: Sequence[Part], now: float, min_tokens: int = 0
+    ) -> CacheUsage:
+        """Read and creation tokens for a call made of `parts`; renews the prefix it reads.
+
+        A breakpoint whose prefix (its tokens from the start through the marked
+        block) is shorter than `min_tokens` is ignored: neither read nor written.
+        """
         last_mark = max((i for i, part in enumerate(parts) if part.cache_control), default=-1)
         if last_mark < 0:
             return NO_CACHE
@@ -83,8 +93,11 @@ class PromptCache:
         for part in parts[: last_mark + 1]:
             tokens += part.tokens
             hasher.update(json.dumps(part.payload, sort_keys=True).encode())
-            if part.cache_control:
+            if part.cache_control and tokens >= min_tokens:
                 breakpoints.append((tokens, hasher.copy().hexdigest(), _ttl_s(part.cache_control)))
+        if not breakpoints:
+            # Prefixes only grow: when the last marked one is too short, all are.
+            return NO_CACHE
         read_tokens = 0
         for prefix_tokens, digest, ttl_s in reversed(breakpoints):
             expires_at = self._expires_at.get(digest)

@@ -134,6 +134,13 @@ def _options(command: Any) -> Any:
             show_default="the model's",
             help="Largest max_tokens accepted, for every model.",
         ),
+        click.option(
+            "--cache-min-tokens",
+            type=click.IntRange(min=0),
+            default=None,
+            show_default="the model's",
+            help="Shortest prompt prefix cached, for every model (0: no minimum).",
+        ),
         _field(
             "thinking_scale",
             click.FloatRange(min=0),

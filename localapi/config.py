@@ -45,6 +45,7 @@ _FIELD_KINDS: dict[str, str] = {
     "api_key": _OPT_STR,
     "context_window": _OPT_INT,
     "max_output_tokens": _OPT_INT,
+    "cache_min_tokens": _OPT_INT,
     "max_body_bytes": _INT,
     "reply_min_tokens": _INT,
     "reply_max_tokens": _INT,
@@ -122,6 +123,9 @@ class LocalAPIConfig:
     # None: each model's own, from config.models.
     context_window: int | None = None
     max_output_tokens: int | None = None
+    # The shortest prefix cached (localapi.cache). None: each model's own, from
+    # config.models; a number overrides it for every model (0: no minimum).
+    cache_min_tokens: int | None = None
     max_body_bytes: int = 32 * MIB
     reply_min_tokens: int = 20
     reply_max_tokens: int = 120
@@ -184,6 +188,8 @@ class LocalAPIConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name}: must be >= 1")
+        if self.cache_min_tokens is not None and self.cache_min_tokens < 0:
+            raise ValueError("cache_min_tokens: must be >= 0 (null: each model's own)")
         if self.reply_min_tokens < 1 or self.reply_max_tokens < self.reply_min_tokens:
             raise ValueError("reply_min_tokens/reply_max_tokens: need 1 <= min <= max")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from config.models import ModelRules, rules_for
+from config.models import ModelRules, min_cache_tokens, rules_for
 from localapi.buckets import retry_after_headers
 from localapi.cache import CacheUsage
 from localapi.compose import ReplyInputs, ReplyParts, compose_reply
@@ -367,7 +367,10 @@ def measured(
     window = state.config.context_window or (rules.context_window if rules else 200_000)
     if total_tokens > window:
         raise invalid(f"prompt is too long: {total_tokens} tokens > {window} maximum")
-    cache = state.cache.lookup(body["model"], parts, now)
+    min_tokens = state.config.cache_min_tokens
+    if min_tokens is None:
+        min_tokens = min_cache_tokens(body["model"])
+    cache = state.cache.lookup(body["model"], parts, now, min_tokens)
     input_tokens = total_tokens - cache.read_tokens - cache.creation_tokens
     return rules, window, total_tokens, cache, input_tokens
 

@@ -162,7 +162,8 @@ def test_a_hang_times_out_in_the_sdk_and_frees_the_server(
 
 
 def test_top_level_cache_control_caches_the_whole_prompt(client: anthropic.Anthropic) -> None:
-    system = "A long shared instruction for every item of the batch. " * 5
+    # Past claude-sonnet-4-6's minimum cacheable length (2,048 tokens).
+    system = "A long shared instruction for every item of the batch. " * 150
     first = create(client, system=system, cache_control={"type": "ephemeral"})
     second = create(client, system=system, cache_control={"type": "ephemeral"}, max_tokens=100)
     assert (first.usage.cache_creation_input_tokens or 0) > 0

@@ -248,8 +248,9 @@ def test_usage_splits_cache_writes_by_ttl_and_counts_server_tools(
     client: anthropic.Anthropic,
 ) -> None:
     one_hour = {"type": "ephemeral", "ttl": "1h"}
+    # Each prefix past claude-sonnet-5's minimum cacheable length (1,024 tokens).
     system = [
-        {"type": "text", "text": "One hour of context. " * 40, "cache_control": one_hour},
+        {"type": "text", "text": "One hour of context. " * 200, "cache_control": one_hour},
         {"type": "text", "text": "Five minutes. " * 40, "cache_control": {"type": "ephemeral"}},
     ]
 

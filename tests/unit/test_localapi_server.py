@@ -212,6 +212,7 @@ def test_a_reply_stops_before_a_stop_sequence(server: LocalAPIServer) -> None:
 def test_prompt_caching_creates_then_reads_and_bills_only_the_rest(
     server: LocalAPIServer,
 ) -> None:
+    server.configure(cache_min_tokens=0)  # a short prefix, to check the accounting
     context = "Shared context for every item. " * 10
     system = [{"type": "text", "text": context, "cache_control": {"type": "ephemeral"}}]
     prefix_tokens = count_text_tokens(context)
@@ -232,7 +233,8 @@ def test_cache_reads_do_not_count_against_input_tokens_per_minute(
 ) -> None:
     context = "Shared context for every item. " * 10  # 90 tokens
     system = [{"type": "text", "text": context, "cache_control": {"type": "ephemeral"}}]
-    server.configure(itpm=120, limit_interval_s=60)  # a whole minute's worth at once
+    # A whole minute's worth at once; a short prefix cached all the same.
+    server.configure(itpm=120, limit_interval_s=60, cache_min_tokens=0)
     for question in ("q one", "q two", "q three"):
         assert call(server, message(question, system=system)).status == 200
     uncached = call(server, message("q four", system=context))
