@@ -256,6 +256,16 @@ class BatchesAPISettings(_Section):
     poll_max_s: float = Field(300.0, gt=0)
 
 
+class CacheSettings(_Section):
+    """Prompt caching of shared prefixes (orchestration.prefix, workers.prefix_gate)."""
+
+    # Mark the prefixes a batch's items or a pattern's branches share with cache_control.
+    enabled: bool = True
+    # The longest a call waits, on its worker, for the call that writes its
+    # group's prefix to return; then it goes anyway (and writes it too).
+    lead_wait_s: float = Field(60.0, ge=0)
+
+
 class ResultSettings(_Section):
     """How long finished results are kept in Redis."""
 
@@ -299,6 +309,7 @@ class Settings(BaseSettings):
     limiter: LimiterSettings = LimiterSettings()
     batch: BatchSettings = BatchSettings()
     batches: BatchesAPISettings = BatchesAPISettings()
+    cache: CacheSettings = CacheSettings()
     limits: dict[str, FamilyLimits] = Field(default_factory=dict)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
 

@@ -56,6 +56,9 @@ class Stats:
         self.cache_read_input_tokens = 0
         # Of the cache writes, those with the 1-hour TTL (the rest are 5-minute).
         self.cache_creation_1h_input_tokens = 0
+        # Paid calls that wrote to the prompt cache, and that read from it.
+        self.cache_writes = 0
+        self.cache_reads = 0
         # Of the output tokens, those spent thinking.
         self.thinking_tokens = 0
         self.web_search_requests = 0
@@ -107,6 +110,8 @@ class Stats:
         self.cache_creation_input_tokens += cache_creation
         self.cache_read_input_tokens += cache_read
         self.cache_creation_1h_input_tokens += cache_creation_1h
+        self.cache_writes += cache_creation > 0
+        self.cache_reads += cache_read > 0
         self.thinking_tokens += thinking_tokens
         searches = 0
         if server_tool_use:
@@ -146,6 +151,8 @@ class Stats:
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
             "cache_read_input_tokens": self.cache_read_input_tokens,
             "cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
+            "cache_writes": self.cache_writes,
+            "cache_reads": self.cache_reads,
             "thinking_tokens": self.thinking_tokens,
             "web_search_requests": self.web_search_requests,
             "web_fetch_requests": self.web_fetch_requests,

@@ -112,6 +112,7 @@ class Batch:
         on_enqueued: Callable[[int, int], None] | None = None,
         route: Literal["realtime", "batches"] = "realtime",
         deadline_s: float | None = None,
+        cache: bool = True,
     ) -> Batch:
         """Validate ``source`` (a JSONL path, or item dicts), then enqueue its items.
 
@@ -125,7 +126,9 @@ class Batch:
         ``realtime`` sends each item as a Messages API call; ``batches`` sends
         them through the Message Batches API at half price, answered within 24
         hours (``workers.batches_api``), sending again what expired or errored
-        while ``deadline_s`` (seconds from now) allows.
+        while ``deadline_s`` (seconds from now) allows. ``cache``: mark the
+        prefix items share for the prompt cache, one item writing it before the
+        rest read it (``orchestration.prefix``); off with False.
 
         Raises:
             InvalidBatchFile: lines are invalid (nothing enqueued), unless ``skip_invalid``.
@@ -166,6 +169,7 @@ class Batch:
             on_enqueued=on_enqueued,
             route=route,
             deadline_s=deadline_s,
+            cache=cache,
         )
         return submit(cls, source, spec, options)
 

@@ -12,6 +12,11 @@ a failed one included, so the fan-in always runs and the ``min_success``
 policy (a count, or a ratio of the branches) decides whether it goes on with
 partial results. Patterns compose: a branch may itself be a pattern (a vote
 inside a section), and any number of patterns can run side by side.
+
+Where the branches' requests share a long prefix (the samples of a vote, the
+sections of one document), it is marked for the prompt cache and one branch
+writes it before the others read it (``orchestration.prefix``); the result's
+``usage`` counts the cache writes and reads.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from celery.result import AsyncResult
 from config.models import DEFAULT_MAX_TOKENS
 from config.settings import get_settings
 from orchestration.client import call_signature, result_of
+from orchestration.prefix import mark_all
 from workers.app import app
 from workers.errors import ChorusError
 from workers.fanin.combine import FanInSpec, SynthesisSpec, VoteSpec
@@ -122,10 +128,19 @@ def _labelled(
     return labelled
 
 
-def _branch_signature(label: str, branch: CallRequest | Pattern, kind: str) -> Signature:
-    if isinstance(branch, Pattern):
-        return branch.signature()
-    return call_signature(branch, item_id=f"{kind}:{label}")
+def _branch_signatures(branches: Mapping[str, CallRequest | Pattern], kind: str) -> list[Signature]:
+    """Each branch's signature; the requests' shared prefix marked (``orchestration.prefix``)."""
+    requests = [b for b in branches.values() if isinstance(b, CallRequest)]
+    marked = iter(mark_all(requests))
+    header = []
+    for label, branch in branches.items():
+        if isinstance(branch, Pattern):
+            header.append(branch.signature())
+            continue
+        request, prefix = next(marked)
+        options = {"prefix": prefix} if prefix else None
+        header.append(call_signature(request, item_id=f"{kind}:{label}", options=options))
+    return header
 
 
 def _min_success(value: int | float) -> MinSuccess:
@@ -175,7 +190,7 @@ class Section(Pattern):
             merge=self.merge,
             synthesis=synthesis,
         )
-        header = [_branch_signature(k, b, "section") for k, b in branches.items()]
+        header = _branch_signatures(branches, "section")
         return chord(header, _fan_in(spec))
 
 
@@ -222,13 +237,17 @@ class Vote(Pattern):
                 "early_stop": self.early_stop,
             },
         }
+        samples = [
+            self.request.model_copy(update={"sample": self.request.sample + i})
+            for i in range(self.n)
+        ]
         header = [
             call_signature(
-                self.request.model_copy(update={"sample": self.request.sample + i}),
+                sample,
                 item_id=f"vote:{vote_id[:8]}:{i}",
-                options=option,
+                options={**option, "prefix": prefix} if prefix else option,
             )
-            for i in range(self.n)
+            for i, (sample, prefix) in enumerate(mark_all(samples))
         ]
         spec = FanInSpec(
             kind="vote",
@@ -275,7 +294,7 @@ class FanOut(Pattern):
                 system=self.system,
             ),
         )
-        header = [_branch_signature(k, b, "fanout") for k, b in subtasks.items()]
+        header = _branch_signatures(subtasks, "fanout")
         return chord(header, _fan_in(spec))
 
 

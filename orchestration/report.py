@@ -56,9 +56,16 @@ def print_pattern(result: PatternResult, console: Console, err: Console) -> None
 
     considered = result.total - result.skipped
     skipped = f", {result.skipped} revoked" if result.skipped else ""
+    u = result.usage
+    cache = (
+        f" ({u.cache_creation_input_tokens:,} written to the prompt cache, "
+        f"{u.cache_read_input_tokens:,} read from it)"
+        if u.cache_creation_input_tokens or u.cache_read_input_tokens
+        else ""
+    )
     err.print(
         f"success rate {result.success_rate:.0%} ({result.succeeded}/{considered}{skipped}); "
-        f"{result.usage.input_tokens:,} input / {result.usage.output_tokens:,} output tokens; "
+        f"{u.input_tokens:,} input{cache} / {u.output_tokens:,} output tokens; "
         f"{result.calls} API calls; cost {money(result.cost_usd)}",
         markup=False,
     )

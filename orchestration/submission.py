@@ -32,6 +32,7 @@ from orchestration.batchfile import (
     read_items,
 )
 from orchestration.client import argsrepr
+from orchestration.prefix import Leads, PrefixFinder
 from orchestration.records import remember
 from workers.app import app
 from workers.errors import ChorusError
@@ -79,6 +80,8 @@ class SubmitReport:
     # with no known price: their calls' cost is reported as unknown.
     models: dict[str, int] = field(default_factory=dict)
     unpriced: list[str] = field(default_factory=list)
+    # The prefixes the items share, marked for the prompt cache (None: not looked for).
+    prefixes: PrefixFinder | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ class Options:
     # realtime: each item a Messages API call; batches: the Message Batches API.
     route: str = "realtime"
     deadline_s: float | None = None
+    # Mark the prefixes items share for the prompt cache (and CHORUS_CACHE__ENABLED).
+    cache: bool = True
     on_created: Callable[[Batch], None] | None = None
     on_enqueued: Callable[[int, int], None] | None = None
 
@@ -109,7 +114,8 @@ def submit(cls: type[Batch], source: Source, spec: InputSpec, options: Options) 
         StateUnavailable: Redis cannot be reached, or was lost part way.
     """
     settings = get_settings()
-    report = validate(source, spec)
+    caching = options.cache and settings.cache.enabled
+    report = validate(source, spec, PrefixFinder() if caching else None)
     if report.invalid_total and not options.skip_invalid:
         raise InvalidBatchFile(
             report.invalid, report.invalid_total, report.items + report.invalid_total
@@ -194,6 +200,7 @@ def _how_submitted(source: str | Path, spec: InputSpec, options: Options) -> dic
         "max_cost_usd": options.max_cost_usd,
         "route": options.route,
         "deadline_s": options.deadline_s,
+        "cache": options.cache,
     }
 
 
@@ -202,6 +209,7 @@ def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) 
     name = batch.ledger.name(batch.id)
     # The Message Batches route sends every item at the end, in as few batches as it can.
     realtime = batch.progress().route != "batches"
+    marks = Marks(batch.report.prefixes, None if realtime else "1h")
     index = 0
     chunk: list[tuple[int, Item]] = []
     for item in items:
@@ -210,12 +218,12 @@ def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) 
         chunk.append((index, item))
         index += 1
         if len(chunk) == CHUNK:
-            _enqueue_chunk(batch, chunk, options.vote, already, name, realtime)
+            _enqueue_chunk(batch, chunk, options.vote, already, name, realtime, marks)
             chunk = []
             if options.on_enqueued is not None:
                 options.on_enqueued(index, batch.report.items)
     if chunk:
-        _enqueue_chunk(batch, chunk, options.vote, already, name, realtime)
+        _enqueue_chunk(batch, chunk, options.vote, already, name, realtime, marks)
         if options.on_enqueued is not None:
             options.on_enqueued(index, batch.report.items)
     batch.ledger.published(batch.id, index, last=True)
@@ -230,6 +238,7 @@ def _enqueue_chunk(
     already: int,
     name: str,
     realtime: bool,
+    marks: Marks,
 ) -> None:
     ledger, report = batch.ledger, batch.report
     resumed = report.resumed
@@ -241,16 +250,17 @@ def _enqueue_chunk(
             report.already_answered += state in (ItemState.COMPLETE, ItemState.FAILED)
             continue
         to_send.append((index, item))
+    requests, prefixes = marks.apply(to_send)
     ledger.add_items(
         batch.id,
-        [(i, item.id, stored_request(item, vote)) for i, item in to_send],
+        [(i, item.id, stored_request(requests[i], vote)) for i, item in to_send],
         new=not resumed,
     )
     if resumed:
         ledger.reopen(batch.id, [i for i, _ in to_send])
     if realtime:
-        publish(batch.id, [(i, item.id, item.request) for i, item in to_send], vote,
-                batch_name=name)  # fmt: skip
+        sent = [(i, item.id, requests[i]) for i, item in to_send]
+        publish(batch.id, sent, vote, batch_name=name, prefixes=prefixes)
     # Everything up to this chunk's end is now in the queue (or answered).
     ledger.published(batch.id, chunk[-1][0] + 1, last=False)
     report.enqueued += len(to_send)
@@ -263,12 +273,15 @@ def publish(
     *,
     again: bool = False,
     batch_name: str = "",
+    prefixes: Mapping[int, dict[str, Any]] | None = None,
 ) -> None:
     """Enqueue a batch's ``items`` (index, item id, request) as ``chorus.call`` tasks.
 
     ``vote``: each item is a vote of that many samples. ``again``: sent by
     ``retry``, asking again where an answer was stored but not complete.
     ``batch_name`` shows beside the id in what Flower shows and searches.
+    ``prefixes``: the ``prefix`` task option of items that share a cached
+    prefix, by index (``orchestration.prefix``).
     """
     if not items:
         return
@@ -291,12 +304,14 @@ def publish(
         queue = app.amqp.queues[app.conf.task_default_queue]
         producer.maybe_declare(queue)
         for index, item_id, request in items:
+            options: dict[str, Any] = {
+                "batch": {"id": batch_id, "index": index, "item": item_id, **extra}
+            }
+            if prefixes and index in prefixes:
+                options["prefix"] = prefixes[index]
             app.signature(
                 "chorus.call",
-                args=(
-                    request.model_dump(mode="json", exclude_none=True),
-                    {"batch": {"id": batch_id, "index": index, "item": item_id, **extra}},
-                ),
+                args=(request.model_dump(mode="json", exclude_none=True), options),
                 argsrepr=argsrepr(
                     request, batch_id=batch_id, item_id=item_id, batch_name=batch_name
                 ),
@@ -322,12 +337,35 @@ def needs_sending(state: str | None, index: int, enqueued: int) -> bool:
     return state == ItemState.PENDING and index >= enqueued
 
 
-def stored_request(item: Item, vote: int | None) -> str:
+def stored_request(request: CallRequest, vote: int | None) -> str:
     """What the ledger keeps of an item's request, so retry and resume need no input file."""
-    body: dict[str, Any] = {"request": item.request.model_dump(mode="json", exclude_none=True)}
+    body: dict[str, Any] = {"request": request.model_dump(mode="json", exclude_none=True)}
     if vote is not None:
         body["vote"] = vote
     return json.dumps(body, separators=(",", ":"))
+
+
+class Marks:
+    """Marks items' shared prefixes as they are enqueued; the first sent of each group leads."""
+
+    def __init__(self, finder: PrefixFinder | None, ttl: str | None) -> None:
+        self._finder, self._ttl, self._leads = finder, ttl, Leads()
+
+    def apply(
+        self, items: Sequence[tuple[int, Item]]
+    ) -> tuple[dict[int, CallRequest], dict[int, dict[str, Any]]]:
+        """Each item's request by index, marked; and the ``prefix`` option of those marked."""
+        requests: dict[int, CallRequest] = {}
+        prefixes: dict[int, dict[str, Any]] = {}
+        for index, item in items:
+            if self._finder is None:
+                requests[index] = item.request
+                continue
+            requests[index], share = self._finder.mark(item.request, self._ttl)
+            option = self._leads.option(share)
+            if option is not None:
+                prefixes[index] = option
+        return requests, prefixes
 
 
 def source_items(source: Source, spec: InputSpec) -> Iterator[Item | LineError]:
@@ -336,9 +374,10 @@ def source_items(source: Source, spec: InputSpec) -> Iterator[Item | LineError]:
     return items_from_objects(source, spec)
 
 
-def validate(source: Source, spec: InputSpec) -> SubmitReport:
-    """The first pass: every line checked, nothing kept but counts and the first errors."""
-    report = SubmitReport()
+def validate(source: Source, spec: InputSpec, prefixes: PrefixFinder | None = None) -> SubmitReport:
+    """The first pass: every line checked, nothing kept but counts, the first errors and
+    (given ``prefixes``) what the items' prompts share."""
+    report = SubmitReport(prefixes=prefixes)
     for entry in source_items(source, spec):
         if isinstance(entry, LineError):
             report.invalid_total += 1
@@ -347,4 +386,6 @@ def validate(source: Source, spec: InputSpec) -> SubmitReport:
         else:
             report.items += 1
             report.models.setdefault(entry.request.model, entry.line)
+            if prefixes is not None:
+                prefixes.add(entry.request)
     return report

@@ -49,6 +49,11 @@ def limit_index() -> str:
     return f"{PREFIX}rl:index"
 
 
+def prefix_lead(digest: str) -> str:
+    """Set once the call that writes a shared prefix to the prompt cache has returned."""
+    return f"{PREFIX}prefix:{digest}:lead"
+
+
 def vote(vote_id: str) -> str:
     """The running count of a vote's answers (a hash), for early stop."""
     return f"{PREFIX}vote:{vote_id}"

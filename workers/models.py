@@ -218,12 +218,17 @@ class CallRequest(_Model):
         A stored answer and a claim on a call in flight are kept under it
         (``workers.store``): it is what makes a repeated call free.
 
+        ``cache_control`` marks are left out: where a prompt is cached changes
+        what the call costs, not what it answers, so a call marked for the
+        Message Batches route (1-hour TTL) and the same call marked for real
+        time (5 minutes) share one answer.
+
         The canonical form cannot fail on any string JSON can carry: a lone
         surrogate (``"\\ud800"``, refused by validation but possible in a payload
         built by hand) is encoded as itself (``surrogatepass``), which no valid
         text's UTF-8 can equal; every other request's address is its UTF-8 as before.
         """
-        body = self.model_dump(mode="json", exclude_none=True)
+        body = _without_cache_marks(self.model_dump(mode="json", exclude_none=True))
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:40]
         return f"{KEY_VERSION}:{digest}"
@@ -506,3 +511,43 @@ class Envelope(BaseModel):
     @property
     def stop_details(self) -> dict[str, Any] | None:
         return (self.message or {}).get("stop_details")
+
+
+def _without_cache_marks(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as its author wrote it, before any ``cache_control`` was added.
+
+    Marks are dropped from tools, system blocks and content blocks. Where a
+    mark was found, a system prompt or message content made only of text
+    blocks is joined back into one string: marking a shared start splits a
+    text in two (``orchestration.prefix``), and the split call is the same call.
+    A body without marks is returned as it is, so its address never changed.
+    """
+    marked = False
+
+    def unmarked(blocks: Any) -> Any:
+        nonlocal marked
+        if not isinstance(blocks, list):
+            return blocks
+        out = []
+        for block in blocks:
+            if isinstance(block, dict) and "cache_control" in block:
+                marked = True
+                block = {k: v for k, v in block.items() if k != "cache_control"}
+            out.append(block)
+        return out
+
+    tools, system = unmarked(body.get("tools")), unmarked(body.get("system"))
+    messages = [{**m, "content": unmarked(m.get("content"))} for m in body.get("messages", [])]
+    if not marked:
+        return body
+
+    def joined(blocks: Any) -> Any:
+        texts = isinstance(blocks, list) and all(
+            isinstance(b, dict) and set(b) == {"type", "text"} and b["type"] == "text"
+            for b in blocks
+        )
+        return "".join(b["text"] for b in blocks) if texts else blocks
+
+    body = {**body, "tools": tools, "system": joined(system)}
+    body["messages"] = [{**m, "content": joined(m["content"])} for m in messages]
+    return {k: v for k, v in body.items() if v is not None}

@@ -46,6 +46,7 @@ from workers.items import BatchOption, fail_item, finish_pattern_item, run_item,
 from workers.ledger import ItemState
 from workers.models import CallRequest, Envelope, ErrorInfo
 from workers.prefetch import BatchItem, prefetch
+from workers.prefix_gate import PrefixOption, lead_returned, wait_for_lead
 from workers.runtime import Runtime, get_runtime
 from workers.validation import describe_validation_error
 
@@ -69,6 +70,7 @@ class VoteOption(BaseModel):
 class TaskOptions(BaseModel):
     vote: VoteOption | None = None
     batch: BatchOption | None = None
+    prefix: PrefixOption | None = None
 
 
 # Redis away (or read-only during a failover): the work waits and goes back to the
@@ -139,7 +141,8 @@ def call(
 
     ``options``: ``{"vote": {...}}`` for a voting sample (revoked, not sent,
     once its vote is decided); ``{"batch": {...}}`` for a batch item, whose
-    result goes to the batch's ledger.
+    result goes to the batch's ledger; ``{"prefix": {...}}`` for a call that
+    shares a cached prefix: it leads, or waits for its lead (``workers.prefix_gate``).
     """
     runtime = get_runtime()
     try:
@@ -151,6 +154,8 @@ def call(
         failed = Envelope.failure("invalid", info)
         return _reported(failed, failed.model_dump(mode="json"), in_batch=False)
     try:
+        if opts.prefix is not None and not opts.prefix.lead:
+            wait_for_lead(runtime.redis, opts.prefix.digest, runtime.settings.cache.lead_wait_s)
         envelope = _call(self, runtime, request, opts)
     except REDIS_AWAY as exc:
         _requeue(self, runtime, exc)
@@ -158,6 +163,8 @@ def call(
         raise
     except Exception as exc:
         envelope = _after_a_crash(self, runtime, request, opts, exc)
+    if opts.prefix is not None and opts.prefix.lead:
+        _lead_returned(runtime, opts.prefix.digest)
     try:
         if opts.batch is not None and not opts.batch.part:
             # The answer is in the batch's ledger and nobody reads this task's
@@ -171,6 +178,15 @@ def call(
         envelope = _crashed(exc, envelope.idempotency_key)
         value = envelope.model_dump(mode="json")
     return _reported(envelope, value, in_batch=opts.batch is not None)
+
+
+def _lead_returned(runtime: Runtime, digest: str) -> None:
+    """Let the calls that share this call's prefix go (``workers.prefix_gate``)."""
+    try:
+        lead_returned(runtime.redis, digest)
+    except redis.RedisError:
+        # They go anyway after CHORUS_CACHE__LEAD_WAIT_S: a wait, never a lost item.
+        log.warning("prefix %s: its lead call returned but could not say so", digest)
 
 
 def _options(options: dict[str, Any] | None) -> TaskOptions:

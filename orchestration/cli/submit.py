@@ -83,6 +83,13 @@ WAIT_TIMEOUT = timeout_option(
     "what expired or errored is sent again only until then.",
 )
 @click.option(
+    "--cache/--no-cache",
+    default=True,
+    show_default=True,
+    help="Mark the prompt prefix items share for the prompt cache; one item writes it, "
+    "the rest read it at a tenth of the input price.",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Validate and print what the batch would cost and take, per route; send nothing.",
@@ -108,6 +115,7 @@ def submit_cmd(
     skip_invalid: bool,
     route: str,
     deadline: float | None,
+    cache: bool,
     dry_run: bool,
     wait_: bool,
     timeout_s: float | None,
@@ -155,6 +163,7 @@ def submit_cmd(
             on_created=created,
             route=route,  # type: ignore[arg-type]
             deadline_s=deadline,
+            cache=cache,
         )
     except (InvalidBatchFile, BatchInputError) as exc:
         fail(str(exc))
@@ -175,6 +184,14 @@ def submit_cmd(
             err.print(f"  ... and {report.invalid_total - 20} more", markup=False)
     note = f" ({report.already_answered:,} already had a result)" if report.resumed else ""
     err.print(f"chorus: {report.enqueued:,} items enqueued{note}", markup=False)
+    shares = report.prefixes.shares() if report.prefixes else []
+    if shares:
+        items = sum(share.requests for share in shares)
+        err.print(
+            f"chorus: {items:,} items share {len(shares):,} prompt prefix"
+            f"{'es' if len(shares) != 1 else ''}, marked for the prompt cache (--no-cache: off)",
+            markup=False,
+        )
     warn_if_no_worker()
     if wait_:
         _follow(batch, name or batch.id, timeout_s)

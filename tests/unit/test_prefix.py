@@ -1,0 +1,154 @@
+"""orchestration.prefix: which prompt prefixes are marked for the cache, and how."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from orchestration.prefix import Leads, PrefixFinder, find_shares, mark_all
+from workers.models import CallRequest
+
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
+
+
+def text(words: int, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def request(prompt: str, **fields: Any) -> CallRequest:
+    body = {"model": "claude-sonnet-5", "max_tokens": 100, **fields}
+    return CallRequest.model_validate({**body, "messages": [{"role": "user", "content": prompt}]})
+
+
+def marks(r: CallRequest) -> list[dict[str, Any]]:
+    blocks: list[Any] = list(r.system) if isinstance(r.system, list) else []
+    content = r.messages[0].content
+    blocks += content if isinstance(content, list) else []
+    return [b["cache_control"] for b in blocks if "cache_control" in b]
+
+
+def test_items_sharing_a_long_start_have_it_split_off_and_marked() -> None:
+    doc = text(1_500)
+    requests = [request(f"{doc}\n\nQuestion {i}?") for i in range(3)]
+    finder = find_shares(requests)
+
+    marked, share = finder.mark(requests[1], None)
+
+    assert share is not None and share.requests == 3 and not share.system
+    first, rest = marked.messages[0].content
+    assert first == {"type": "text", "text": share.text, "cache_control": {"type": "ephemeral"}}
+    assert rest == {"type": "text", "text": requests[1].messages[0].content[len(share.text) :]}
+    assert share.text.endswith((" ", "\n")) and share.text.startswith(doc)
+    # The mark changes the cost, not the call: one content address.
+    assert marked.idempotency_key() == requests[1].idempotency_key()
+
+
+def test_a_group_of_one_or_a_prefix_below_the_minimum_is_not_marked() -> None:
+    alone = request(text(1_500, seed=2))
+    short = [request(f"{text(100)}\n\nQuestion {i}?") for i in range(5)]
+    finder = find_shares([alone, *short])
+
+    assert finder.mark(alone, None) == (alone, None)
+    assert finder.mark(short[0], None) == (short[0], None)
+    assert finder.shares() == []
+
+
+def test_the_minimum_is_the_models() -> None:
+    # About 1,300 tokens: enough for Sonnet 5 (1,024), not for Haiku 4.5 (4,096).
+    doc = text(1_000)
+    sonnet = [request(f"{doc} q{i}") for i in range(2)]
+    haiku = [request(f"{doc} q{i}", model="claude-haiku-4-5") for i in range(2)]
+    finder = find_shares([*sonnet, *haiku])
+
+    assert finder.mark(sonnet[0], None)[1] is not None
+    assert finder.mark(haiku[0], None)[1] is None
+
+
+def test_a_long_shared_system_prompt_is_marked_and_the_batches_ttl_is_an_hour() -> None:
+    system = text(1_500, seed=3)
+    requests = [request(f"Short question {i}?", system=system) for i in range(4)]
+    finder = find_shares(requests)
+
+    marked, share = finder.mark(requests[0], "1h")
+
+    assert share is not None and share.system and share.text == ""
+    assert marked.system == [
+        {"type": "text", "text": system, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    ]
+    assert marked.messages == requests[0].messages
+    assert marked.idempotency_key() == requests[0].idempotency_key()
+
+
+def test_requests_their_author_marked_are_left_alone() -> None:
+    doc = text(1_500)
+    authored = CallRequest.model_validate(
+        {
+            "model": "claude-sonnet-5",
+            "max_tokens": 100,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": doc, "cache_control": {"type": "ephemeral"}},
+                        {"type": "text", "text": "Question?"},
+                    ],
+                }
+            ],
+        }
+    )
+    finder = find_shares([authored, authored])
+    assert finder.mark(authored, None) == (authored, None)
+
+
+def test_two_documents_are_two_groups_each_with_its_own_lead() -> None:
+    docs = [text(1_500, seed=4), text(1_500, seed=5)]
+    requests = [request(f"{docs[i % 2]}\n\nQ{i}?") for i in range(6)]
+
+    marked = mark_all(requests)
+
+    options = [option for _, option in marked]
+    assert all(option is not None for option in options)
+    digests = {option["digest"] for option in options if option}
+    assert len(digests) == 2
+    leads = [i for i, option in enumerate(options) if option and option["lead"]]
+    assert leads == [0, 1]  # the first sent of each group
+    assert all(len(marks(r)) == 1 for r, _ in marked)
+
+
+def test_a_vote_of_identical_samples_marks_all_but_the_last_word() -> None:
+    prompt = text(1_500) + " ending"
+    samples = [request(prompt).model_copy(update={"sample": i}) for i in range(5)]
+
+    marked = mark_all(samples)
+
+    [(first, lead), *others] = marked
+    assert lead is not None and lead["lead"]
+    assert all(option and not option["lead"] for _, option in others)
+    cached, rest = first.messages[0].content
+    assert rest["text"] == "ending" and cached["cache_control"] == {"type": "ephemeral"}
+
+
+def test_the_setting_turns_marking_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.settings import get_settings
+
+    monkeypatch.setenv("CHORUS_CACHE__ENABLED", "false")
+    get_settings.cache_clear()
+    requests = [request(f"{text(1_500)} q{i}") for i in range(3)]
+    try:
+        assert mark_all(requests) == [(r, None) for r in requests]
+    finally:
+        get_settings.cache_clear()
+
+
+def test_leads_name_one_lead_per_group_and_nothing_for_unmarked() -> None:
+    leads = Leads()
+    finder = PrefixFinder()
+    assert leads.option(None) is None
+    for r in [request(f"{text(1_500)} q{i}") for i in range(2)]:
+        finder.add(r)
+    _, share = finder.mark(request(f"{text(1_500)} q0"), None)
+    assert leads.option(share) == {"digest": share.digest, "lead": True}  # type: ignore[union-attr]
+    assert leads.option(share) == {"digest": share.digest, "lead": False}  # type: ignore[union-attr]
