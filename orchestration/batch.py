@@ -110,7 +110,7 @@ class Batch:
         max_line_bytes: int | None = None,
         on_created: Callable[[Batch], None] | None = None,
         on_enqueued: Callable[[int, int], None] | None = None,
-        route: Literal["realtime", "batches"] = "realtime",
+        route: Literal["realtime", "batches", "auto"] = "realtime",
         deadline_s: float | None = None,
         cache: bool = True,
     ) -> Batch:
@@ -126,7 +126,11 @@ class Batch:
         ``realtime`` sends each item as a Messages API call; ``batches`` sends
         them through the Message Batches API at half price, answered within 24
         hours (``workers.batches_api``), sending again what expired or errored
-        while ``deadline_s`` (seconds from now) allows. ``cache``: mark the
+        while ``deadline_s`` (seconds from now) allows; ``auto`` (with
+        ``deadline_s``) sends in real time what the account's limits finish
+        well before the deadline and the rest through the Message Batches API,
+        taking back what is still unfinished there as the deadline nears
+        (``orchestration.routing``). ``cache``: mark the
         prefix items share for the prompt cache, one item writing it before the
         rest read it (``orchestration.prefix``); off with False.
 
@@ -143,11 +147,16 @@ class Batch:
             raise BatchInputError("vote: at least 2 samples per item")
         if max_cost_usd is not None and max_cost_usd <= 0:
             raise BatchInputError("max cost: must be more than 0 USD")
-        if route not in ("realtime", "batches"):
-            raise BatchInputError(f"route: realtime or batches, not {route!r}")
-        if route == "batches" and (vote is not None or max_cost_usd is not None):
+        if route not in ("realtime", "batches", "auto"):
+            raise BatchInputError(f"route: realtime, batches or auto, not {route!r}")
+        if route != "realtime" and (vote is not None or max_cost_usd is not None):
             raise BatchInputError(
-                "--route batches takes no --vote or --max-cost yet: send those in real time"
+                f"--route {route} takes no --vote or --max-cost yet: send those in real time"
+            )
+        if route == "auto" and deadline_s is None:
+            raise BatchInputError(
+                "--route auto needs a --deadline: it sends in real time what the limits "
+                "finish before then, and the rest through the Message Batches API"
             )
         if deadline_s is not None and deadline_s <= 0:
             raise BatchInputError("deadline: must be more than 0 seconds")

@@ -45,6 +45,7 @@ class ModelEstimate:
     input_usd_batches: float | None = 0.0
     worst_usd_batches: float | None = 0.0
     minutes: float = 0.0  # in real time at the account's limits, output at its worst
+    binding: str = ""  # the limit those minutes are spent waiting for
 
 
 @dataclass
@@ -67,6 +68,12 @@ class Estimate:
     def minutes(self) -> float:
         """Real time: the models' families share nothing but the queue, so the slowest."""
         return max((m.minutes for m in self.models.values()), default=0.0)
+
+    @property
+    def binding(self) -> str:
+        """The limit the slowest model waits for."""
+        slowest = max(self.models.values(), key=lambda m: m.minutes, default=None)
+        return slowest.binding if slowest else ""
 
 
 def estimate(
@@ -104,9 +111,15 @@ def estimate(
     for model in found.models.values():
         limits = settings.limits_for(model_family(model.model))
         needs = [
-            (model.items, limits.requests_per_minute),
-            (model.input_tokens, limits.input_tokens_per_minute),
-            (model.max_output_tokens, limits.output_tokens_per_minute),
+            (model.items / limits.requests_per_minute, "requests")
+            if limits.requests_per_minute
+            else (0.0, ""),
+            (model.input_tokens / limits.input_tokens_per_minute, "input tokens")
+            if limits.input_tokens_per_minute
+            else (0.0, ""),
+            (model.max_output_tokens / limits.output_tokens_per_minute, "output tokens")
+            if limits.output_tokens_per_minute
+            else (0.0, ""),
         ]
-        model.minutes = max((n / per_minute for n, per_minute in needs if per_minute), default=0.0)
+        model.minutes, model.binding = max(needs)
     return found

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestration.batch import Batch
+from orchestration.routing import plan_reason
 from workers.ledger import BatchStatus
 
 
@@ -225,12 +226,21 @@ def status_table(
         "state", shown_state + (f" - {status.pause_message}" if status.pause_message else "")
     )
     table.add_row("items", f"{status.total:,} ({status.enqueued:,} enqueued)")
-    if status.route == "batches":
+    if status.route in ("batches", "auto"):
         deadline = ""
         if status.deadline_at is not None:
             left = status.deadline_at - time.time()
-            deadline = f", deadline in {left / 3600:,.1f} h" if left > 0 else ", deadline passed"
-        table.add_row("route", f"Message Batches API (half price){deadline}")
+            deadline = f", deadline in {_span(left)}" if left > 0 else ", deadline passed"
+        if status.route == "batches":
+            table.add_row("route", f"Message Batches API (half price){deadline}")
+        else:
+            table.add_row("route", f"auto{deadline}")
+            if status.plan:
+                table.add_row("", plan_reason(status.plan))
+            if status.pulled_back:
+                table.add_row(
+                    "", f"{status.pulled_back:,} taken back to real time as the deadline neared"
+                )
         for upstream_id, record in (message_batches or {}).items():
             counts = record.get("counts") or {}
             said = (
@@ -271,3 +281,12 @@ def status_table(
         rate = status.ended / status.elapsed_s if status.elapsed_s else 0.0
         table.add_row("time", f"{status.elapsed_s:,.1f} s, {rate:,.1f} items/s")
     return table
+
+
+def _span(seconds: float) -> str:
+    """``seconds`` as the unit that reads best: 45 s, 12.5 min, 3.2 h."""
+    if seconds < 120:
+        return f"{seconds:,.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:,.1f} min"
+    return f"{seconds / 3600:,.1f} h"

@@ -34,6 +34,7 @@ from orchestration.batchfile import (
 from orchestration.client import argsrepr
 from orchestration.prefix import Leads, PrefixFinder
 from orchestration.records import remember
+from orchestration.routing import RoutePlan, plan_route
 from workers.app import app
 from workers.errors import ChorusError
 from workers.ledger import NOT_SENT, ItemState, Ledger
@@ -82,6 +83,8 @@ class SubmitReport:
     unpriced: list[str] = field(default_factory=list)
     # The prefixes the items share, marked for the prompt cache (None: not looked for).
     prefixes: PrefixFinder | None = None
+    # --route auto: how many items go in real time, and why.
+    plan: RoutePlan | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,12 @@ def submit(cls: type[Batch], source: Source, spec: InputSpec, options: Options) 
             f"and CHORUS_PRICES__{model}__OUTPUT_PER_MTOK=... (USD per million tokens)"
         )
 
+    if options.route == "auto":
+        from orchestration.estimate import estimate
+
+        assert options.deadline_s is not None  # Batch.submit checks it
+        found = estimate(source, spec, settings)
+        report.plan = plan_route(report.items, found.minutes, found.binding, options.deadline_s)
     ledger = ledger_for(settings)
     try:
         ledger.redis.ping()
@@ -178,6 +187,7 @@ def _record_and_publish(batch: Batch, source: Source, spec: InputSpec, options: 
             max_cost_usd=options.max_cost_usd,
             route=options.route,
             deadline_s=options.deadline_s,
+            plan=report.plan.as_dict() if report.plan else None,
         )
     if isinstance(source, str | Path):
         remember(batch.id, options.name, _how_submitted(source, spec, options))
@@ -207,9 +217,14 @@ def _how_submitted(source: str | Path, spec: InputSpec, options: Options) -> dic
 def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) -> None:
     already = batch.ledger.enqueued_mark(batch.id)
     name = batch.ledger.name(batch.id)
-    # The Message Batches route sends every item at the end, in as few batches as it can.
-    realtime = batch.progress().route != "batches"
-    marks = Marks(batch.report.prefixes, None if realtime else "1h")
+    # Items from this index on go through the Message Batches API, sent at the end in as
+    # few Message Batches as the limits allow: all of them (batches), none (realtime),
+    # or those past the real-time share (auto).
+    status = batch.progress()
+    realtime_until = {"batches": 0, "auto": (status.plan or {}).get("realtime", 0)}.get(
+        status.route, status.total
+    )
+    marks = Marks(batch.report.prefixes, realtime_until)
     index = 0
     chunk: list[tuple[int, Item]] = []
     for item in items:
@@ -218,17 +233,18 @@ def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) 
         chunk.append((index, item))
         index += 1
         if len(chunk) == CHUNK:
-            _enqueue_chunk(batch, chunk, options.vote, already, name, realtime, marks)
+            _enqueue_chunk(batch, chunk, options.vote, already, name, marks)
             chunk = []
             if options.on_enqueued is not None:
                 options.on_enqueued(index, batch.report.items)
     if chunk:
-        _enqueue_chunk(batch, chunk, options.vote, already, name, realtime, marks)
+        _enqueue_chunk(batch, chunk, options.vote, already, name, marks)
         if options.on_enqueued is not None:
             options.on_enqueued(index, batch.report.items)
     batch.ledger.published(batch.id, index, last=True)
-    if not realtime and not batch.progress().finished:
-        send_to_batches_api(batch.id)
+    if realtime_until < index and not batch.progress().finished:
+        rest = None if realtime_until == 0 else list(range(realtime_until, index))
+        send_to_batches_api(batch.id, rest)
 
 
 def _enqueue_chunk(
@@ -237,7 +253,6 @@ def _enqueue_chunk(
     vote: int | None,
     already: int,
     name: str,
-    realtime: bool,
     marks: Marks,
 ) -> None:
     ledger, report = batch.ledger, batch.report
@@ -258,9 +273,8 @@ def _enqueue_chunk(
     )
     if resumed:
         ledger.reopen(batch.id, [i for i, _ in to_send])
-    if realtime:
-        sent = [(i, item.id, requests[i]) for i, item in to_send]
-        publish(batch.id, sent, vote, batch_name=name, prefixes=prefixes)
+    sent = [(i, item.id, requests[i]) for i, item in to_send if marks.realtime(i)]
+    publish(batch.id, sent, vote, batch_name=name, prefixes=prefixes)
     # Everything up to this chunk's end is now in the queue (or answered).
     ledger.published(batch.id, chunk[-1][0] + 1, last=False)
     report.enqueued += len(to_send)
@@ -346,10 +360,15 @@ def stored_request(request: CallRequest, vote: int | None) -> str:
 
 
 class Marks:
-    """Marks items' shared prefixes as they are enqueued; the first sent of each group leads."""
+    """Marks items' shared prefixes as they are enqueued: the 5-minute TTL for those sent in
+    real time (below ``realtime_until``), where the first sent of each group leads; the
+    1-hour TTL for those sent through the Message Batches API, where nothing waits."""
 
-    def __init__(self, finder: PrefixFinder | None, ttl: str | None) -> None:
-        self._finder, self._ttl, self._leads = finder, ttl, Leads()
+    def __init__(self, finder: PrefixFinder | None, realtime_until: int) -> None:
+        self._finder, self._realtime_until, self._leads = finder, realtime_until, Leads()
+
+    def realtime(self, index: int) -> bool:
+        return index < self._realtime_until
 
     def apply(
         self, items: Sequence[tuple[int, Item]]
@@ -361,8 +380,9 @@ class Marks:
             if self._finder is None:
                 requests[index] = item.request
                 continue
-            requests[index], share = self._finder.mark(item.request, self._ttl)
-            option = self._leads.option(share)
+            realtime = self.realtime(index)
+            requests[index], share = self._finder.mark(item.request, None if realtime else "1h")
+            option = self._leads.option(share) if realtime else None
             if option is not None:
                 prefixes[index] = option
         return requests, prefixes

@@ -21,6 +21,11 @@ producer may exit once it has enqueued:
   the batch's deadline and ``MAX_ROUNDS`` allow; then it fails with its
   error. A cancelled chorus batch cancels its Message Batches at the API.
 
+On the ``auto`` route (``orchestration.routing``) the poller also watches the
+deadline: once the time left is what real time needs for the Message Batch's
+items (:func:`pull_back_at`), it cancels the Message Batch and sends in real
+time, as ``chorus.call`` tasks, whatever the cancel left unanswered.
+
 Items are started (``running``) when they go in a Message Batch and end when
 its results are read. A worker that dies mid-poll leaves its poll message
 unacknowledged: it is delivered again (late acknowledgement) and polling
@@ -36,12 +41,13 @@ from typing import Any
 
 from celery import Task
 
+from config.settings import BatchesAPISettings
 from workers.app import app
 from workers.call import answered
 from workers.durable import retrying
 from workers.errors import ProviderError
 from workers.items import BatchOption, end_command
-from workers.ledger import ItemState
+from workers.ledger import BatchStatus, ItemState
 from workers.models import CallRequest, Envelope, ErrorInfo
 from workers.redisio import Command, run_together
 from workers.runtime import Runtime, get_runtime
@@ -130,12 +136,20 @@ def batches_poll(self: Task, batch_id: str, upstream_id: str, round: int = 0) ->
     if record is None or record.get("status") == "read":
         return {}  # the batch is gone, or this poll ran already (a redelivery)
     polls = int(record.get("polls", 0)) + 1
+    status = ledger.status(batch_id)
+    pull_at = None if status is None else pull_back_at(status, len(record["indexes"]), settings)
     try:
         upstream = runtime.provider.retrieve_batch(upstream_id)
-        if upstream.processing_status == "in_progress" and ledger.stop_reason(batch_id) == (
-            "cancelled"
-        ):
-            upstream = runtime.provider.cancel_batch(upstream_id)
+        if upstream.processing_status == "in_progress":
+            if status is None or status.stop == "cancelled":
+                upstream = runtime.provider.cancel_batch(upstream_id)
+            elif pull_at is not None and time.time() >= pull_at:
+                log.info(
+                    "batch %s: taking Message Batch %s back to real time", batch_id, upstream_id
+                )
+                upstream = runtime.provider.cancel_batch(upstream_id)
+                record["pulled"] = True
+                ledger.update_upstream(batch_id, upstream_id, pulled=True)
     except ProviderError as exc:
         log.warning("batch %s: polling Message Batch %s failed: %s", batch_id, upstream_id, exc)
         upstream = None
@@ -147,6 +161,8 @@ def batches_poll(self: Task, batch_id: str, upstream_id: str, round: int = 0) ->
             status=upstream.processing_status if upstream is not None else record["status"],
         )
         delay = min(settings.poll_max_s, settings.poll_min_s * 2 ** min(polls, 20))
+        if pull_at is not None and not record.get("pulled"):
+            delay = min(delay, max(settings.poll_min_s, pull_at - time.time()))
         raise self.retry(countdown=delay)
     return _read_results(runtime, batch_id, upstream_id, {**record, "polls": polls}, round)
 
@@ -160,6 +176,7 @@ def _read_results(
         return {}
     cancelled = status.stop == "cancelled"
     deadline_passed = status.deadline_at is not None and time.time() > status.deadline_at
+    pulled = bool(record.get("pulled"))
     ids = ledger.item_ids(batch_id)
     lines = runtime.provider.batch_results(upstream_id)
     indexes = [index_of(line["custom_id"]) for line in lines]
@@ -189,7 +206,11 @@ def _read_results(
             writes.append(_end_command(runtime, batch_id, index, ids, Envelope.failure(key, error)))
             continue
         worth_again = kind in ("expired", "canceled") or error.type in AGAIN_ERRORS
-        if worth_again and not cancelled and not deadline_passed and round < MAX_ROUNDS:
+        if (
+            worth_again
+            and not cancelled
+            and (pulled or (not deadline_passed and round < MAX_ROUNDS))
+        ):
             again.append(index)
             continue
         writes.append(_end_command(runtime, batch_id, index, ids, Envelope.failure(key, error)))
@@ -205,7 +226,9 @@ def _read_results(
         ),
     ]
     retrying(lambda: run_together(writes), what="ending a Message Batch's items")
-    if again:
+    if again and pulled:
+        _to_realtime(runtime, batch_id, again, ids)
+    elif again:
         log.info(
             "batch %s: %d item(s) of Message Batch %s sent again (round %d)",
             batch_id,
@@ -215,6 +238,54 @@ def _read_results(
         )
         batches_send.delay(batch_id, again, round + 1)
     return counts
+
+
+def pull_back_at(status: BatchStatus, items: int, settings: BatchesAPISettings) -> float | None:
+    """When an ``auto`` batch takes a Message Batch of ``items`` back to real time (unix
+    time); None on the other routes.
+
+    Then the time left is what real time needs for all ``items`` at the rate the
+    batch's real-time calls have gone (its items ended per second since it
+    started), or the limits' rate planned at submit when that is faster, plus a
+    margin (two polls, or a twentieth of the time to the deadline); but never
+    before the time the plan kept for this (``orchestration.routing``).
+    """
+    plan = status.plan
+    if status.route != "auto" or status.deadline_at is None or not plan:
+        return None
+    rate = float(plan.get("rate_per_s") or 0.0)
+    if status.started_at is not None and status.ended:
+        rate = max(rate, status.ended / max(1e-3, time.time() - status.started_at))
+    if rate <= 0:
+        return status.deadline_at  # no limit: real time takes no planning
+    margin = max(2 * settings.poll_min_s, 0.05 * float(plan.get("deadline_s") or 0.0))
+    kept = max(margin, float(plan.get("reserve_s") or 0.0))
+    return status.deadline_at - min(items / rate + margin, kept)
+
+
+def _to_realtime(runtime: Runtime, batch_id: str, indexes: list[int], ids: list[str]) -> None:
+    """Send ``indexes`` as ``chorus.call`` tasks: back from the Message Batches API (``auto``)."""
+    ledger = runtime.ledger
+    ledger.reopen(batch_id, indexes)
+    ledger.pulled_back(batch_id, len(indexes))
+    with app.producer_or_acquire() as producer:
+        for index, raw in zip(indexes, ledger.requests(batch_id, indexes), strict=True):
+            if raw is None:
+                continue
+            item = ids[index] if index < len(ids) else str(index)
+            app.signature(
+                "chorus.call",
+                args=(
+                    json.loads(raw)["request"],
+                    {"batch": {"id": batch_id, "index": index, "item": item}},
+                ),
+                argsrepr=f"batch={batch_id} item={item} (back from the Message Batches API)",
+            ).apply_async(producer=producer, ignore_result=True)
+    log.info(
+        "batch %s: %d item(s) taken back from the Message Batches API to real time",
+        batch_id,
+        len(indexes),
+    )
 
 
 def _error_of(result: dict[str, Any]) -> ErrorInfo:

@@ -68,11 +68,12 @@ WAIT_TIMEOUT = timeout_option(
 @click.option("--skip-invalid", is_flag=True, help="Enqueue the valid lines, report the rest.")
 @click.option(
     "--route",
-    type=click.Choice(["realtime", "batches"]),
+    type=click.Choice(["realtime", "batches", "auto"]),
     default="realtime",
     show_default=True,
     help="realtime: each item a Messages API call; batches: through the Message Batches "
-    "API, half the price, answered within 24 hours.",
+    "API, half the price, answered within 24 hours; auto: in real time what the limits "
+    "finish before --deadline, the rest through the Message Batches API.",
 )
 @click.option(
     "--deadline",
@@ -80,7 +81,7 @@ WAIT_TIMEOUT = timeout_option(
     default=None,
     show_default="none",
     help="When the work should be done, from now (90s, 30m, 2h, 1d): with --route batches, "
-    "what expired or errored is sent again only until then.",
+    "what expired or errored is sent again only until then; --route auto splits by it.",
 )
 @click.option(
     "--cache/--no-cache",
@@ -279,7 +280,7 @@ def _follow(batch: Any, ref: str, timeout_s: float | None = None) -> None:
         interrupted(f"stopped following batch {ref}; it goes on: {goes_on}")
     except BatchNotFound as exc:
         fail(str(exc), 1)
-    upstream = batch.ledger.upstream(batch.id) if status.route == "batches" else None
+    upstream = batch.ledger.upstream(batch.id) if status.route != "realtime" else None
     err.print(status_table(status, upstream))
     if status.stalled:
         raise SystemExit(3)

@@ -118,7 +118,7 @@ def test_the_batches_route_takes_no_vote_or_budget_yet() -> None:
 
     with pytest.raises(BatchInputError, match="--route batches takes no --vote or --max-cost"):
         Batch.submit(items(2), vote=3, **ROUTE)
-    with pytest.raises(BatchInputError, match="route: realtime or batches"):
+    with pytest.raises(BatchInputError, match="route: realtime, batches or auto"):
         Batch.submit(items(2), **{**ROUTE, "route": "carrier-pigeon"})
 
 
@@ -182,3 +182,69 @@ def test_the_poller_s_worker_killed_mid_batch_another_takes_over_nothing_paid_tw
     stats = local_api.stats()
     assert stats["batches_created"] == 1  # polled on, not sent again
     assert stats["batch_paid"] == 50 and stats["duplicates_paid"] == 0
+
+
+# --route auto: the producer's limits say 120 requests a minute (2 a second), so a
+# 20 s deadline plans 2 x 20 x 0.75 = 30 of 90 items in real time.
+AUTO = {**BRIEF, "route": "auto", "deadline_s": 20.0}
+
+
+@pytest.fixture
+def two_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHORUS_LIMITS__SONNET__REQUESTS_PER_MINUTE", "120")
+    get_settings.cache_clear()
+
+
+def test_auto_sends_what_the_limit_finishes_in_real_time_and_the_rest_at_half_price(
+    workers: Workers, local_api: LocalAPIServer, two_a_second: None
+) -> None:
+    local_api.configure(batch_processing_s=1.0)
+    batch = Batch.submit(items(90), **AUTO)
+    status = batch.wait(TIMEOUT_S)
+
+    assert status.count("complete") == 90
+    assert status.plan is not None
+    assert (status.plan["realtime"], status.plan["batches"]) == (30, 60)
+    assert status.plan["limit"] == "requests"
+    stats = local_api.stats()
+    # A third in real time at full price, the rest through one Message Batch at half.
+    assert stats["batch_paid"] == 60 and stats["paid"] == 90 and stats["duplicates_paid"] == 0
+    assert status.pulled_back == 0
+    assert status.cost_usd == pytest.approx(stats["cost_usd"], abs=90e-6)
+    # chorus status says the split and why.
+    from rich.console import Console
+
+    from orchestration.progress import status_table
+
+    console = Console(record=True, width=200)
+    console.print(status_table(status, batch.ledger.upstream(batch.id)))
+    shown = console.export_text()
+    assert "30 in real time, 60 through the Message Batches API: the requests limit" in shown
+
+
+def test_auto_takes_back_what_a_slow_message_batch_has_not_answered_and_ends_in_time(
+    workers: Workers, local_api: LocalAPIServer, two_a_second: None
+) -> None:
+    local_api.configure(batch_processing_s=120.0)  # far past the deadline
+    batch = Batch.submit(items(90), **AUTO)
+    status = batch.wait(TIMEOUT_S)
+
+    assert status.count("complete") == 90
+    assert status.ended_at is not None and status.deadline_at is not None
+    assert status.ended_at < status.deadline_at
+    [record] = batch.ledger.upstream(batch.id).values()
+    assert record["pulled"] is True
+    canceled = record["counts"].get("canceled", 0)
+    assert canceled > 0 and status.pulled_back == canceled
+    stats = local_api.stats()
+    # What the Message Batch answered before the cancel was paid there, once; the rest
+    # in real time, once.
+    assert stats["batch_paid"] == 60 - canceled
+    assert stats["paid"] == 90 and stats["duplicates_paid"] == 0
+
+
+def test_auto_needs_a_deadline() -> None:
+    from orchestration.batchfile import BatchInputError
+
+    with pytest.raises(BatchInputError, match="--route auto needs a --deadline"):
+        Batch.submit(items(2), route="auto", **BRIEF)

@@ -215,11 +215,13 @@ class Ledger:
         max_cost_usd: float | None,
         route: str = "realtime",
         deadline_s: float | None = None,
+        plan: Mapping[str, Any] | None = None,
     ) -> None:
         """A new batch of ``total`` items, "enqueuing" until :meth:`published` says all.
 
-        ``route``: ``realtime`` (each item a Messages API call) or ``batches`` (the
-        Message Batches API); ``deadline_s``: seconds from now the work should end by.
+        ``route``: ``realtime`` (each item a Messages API call), ``batches`` (the
+        Message Batches API) or ``auto`` (split by ``plan``: how many go in real
+        time, and why); ``deadline_s``: seconds from now the work should end by.
         """
         now_ms = int(time.time() * 1000)
         # Any keys: redis-py types a mapping's keys as every encodable type at once.
@@ -237,6 +239,8 @@ class Ledger:
         }
         if deadline_s is not None:
             meta["deadline_at"] = now_ms + int(deadline_s * 1000)
+        if plan is not None:
+            meta["plan"] = json.dumps(plan)
         if max_cost_usd is not None:
             meta["max_cost_micros"] = micro_usd(max_cost_usd)
         pipe = self._redis.pipeline(transaction=False)
@@ -321,6 +325,10 @@ class Ledger:
         return Command(
             self._redis, ("HSET", keys.batch_upstream(batch_id), upstream_id, json.dumps(record))
         )
+
+    def pulled_back(self, batch_id: str, count: int) -> None:
+        """``count`` items came back from the Message Batches API to real time (``auto``)."""
+        self._redis.hincrby(keys.batch(batch_id), "pulled_back", count)
 
     def upstream(self, batch_id: str) -> dict[str, dict[str, Any]]:
         """Every Message Batch the batch's items went in: its id -> indexes, status, polls."""

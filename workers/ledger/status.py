@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -49,9 +50,13 @@ class BatchStatus(BaseModel):
     queue: str | None = None
     stop: str | None = None
     pause_message: str | None = None
-    # realtime (each item a Messages API call) or batches (the Message Batches API).
+    # realtime (each item a Messages API call), batches (the Message Batches API)
+    # or auto: ``plan`` says how many went in real time and why.
     route: str = "realtime"
     deadline_at: float | None = None
+    plan: dict[str, Any] | None = None
+    # Items the auto route took back from the Message Batches API as the deadline neared.
+    pulled_back: int = 0
 
     def count(self, state: str) -> int:
         return self.counts.get(state, 0)
@@ -149,6 +154,8 @@ def parse_status(batch_id: str, raw: Mapping[Any, Any]) -> BatchStatus:
         pause_message=fields.get("pause_message") or None,
         route=fields.get("route") or "realtime",
         deadline_at=seconds("deadline_at"),
+        plan=json.loads(fields["plan"]) if fields.get("plan") else None,
+        pulled_back=number("pulled_back"),
     )
 
 
