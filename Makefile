@@ -56,6 +56,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.limiter
 	$(BIN)/python -m bench.enqueue
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.cost
 
 # The browser check of Flower and docker-compose's own check of the compose file:
 # installs Debian's chromium and docker-compose when missing (apt-get, as root or

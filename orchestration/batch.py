@@ -121,8 +121,10 @@ class Batch:
         under the same name again resumes that batch (only items without a
         result are enqueued). ``vote``: each item is a vote of that many
         samples. ``max_cost_usd``: the batch stops sending before its spent
-        plus reserved cost passes this. ``on_created(batch)`` once the batch
-        exists; ``on_enqueued(done, total)`` after each chunk. ``route``:
+        plus reserved cost passes this (each call's worst case reserved at the
+        price of its route: the Message Batches API's at its discount).
+        ``on_created(batch)`` once the batch exists; ``on_enqueued(done,
+        total)`` after each chunk. ``route``:
         ``realtime`` sends each item as a Messages API call; ``batches`` sends
         them through the Message Batches API at half price, answered within 24
         hours (``workers.batches_api``), sending again what expired or errored
@@ -149,10 +151,8 @@ class Batch:
             raise BatchInputError("max cost: must be more than 0 USD")
         if route not in ("realtime", "batches", "auto"):
             raise BatchInputError(f"route: realtime, batches or auto, not {route!r}")
-        if route != "realtime" and (vote is not None or max_cost_usd is not None):
-            raise BatchInputError(
-                f"--route {route} takes no --vote or --max-cost yet: send those in real time"
-            )
+        if route != "realtime" and vote is not None:
+            raise BatchInputError(f"--route {route} takes no --vote yet: send votes in real time")
         if route == "auto" and deadline_s is None:
             raise BatchInputError(
                 "--route auto needs a --deadline: it sends in real time what the limits "

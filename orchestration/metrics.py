@@ -8,12 +8,14 @@ cluster's, whichever machine Flower runs on (docs/FLEET.md lists them):
 - ``chorus_up``: 1 when Redis answered this scrape; else it is the only figure.
 - ``chorus_queue_messages{queue}``, ``chorus_queue_unacked_messages``: the backlog,
   and the messages workers hold unacknowledged.
-- ``chorus_batch_info{batch,name,state}``, ``chorus_batch_items{batch,name,state}``
+- ``chorus_batch_info{batch,name,state,route}``, ``chorus_batch_items{batch,name,state}``
   (pending, running, waiting, complete, failed...),
   ``chorus_batch_outcomes{batch,name,outcome}`` (complete, truncated,
   truncated_by_thinking, refused, ..., failed), ``chorus_batch_size``,
   ``chorus_batch_tokens{...,kind}``, ``chorus_batch_cost_usd``,
-  ``chorus_batch_calls``, ``chorus_batch_rate_limit_wait_seconds``.
+  ``chorus_batch_calls``, ``chorus_batch_rate_limit_wait_seconds``; on the
+  ``batches`` and ``auto`` routes ``chorus_batch_message_batch_items{...,status}``
+  (items by their Message Batch's status) and ``chorus_batch_pulled_back_items``.
 - ``chorus_limiter_level{key,family,bucket}``, ``_capacity``,
   ``_refill_per_minute``, ``_cooldown_seconds{key,family}``, and the counters
   ``_granted_total``, ``_refused_total``, ``_waited_seconds_total``,
@@ -53,6 +55,7 @@ DEFAULT_BATCHES = 20
 UNACKED_KEY = "unacked"
 TOKEN_KINDS = ("input", "output", "cache_write", "cache_read")
 OUTCOMES = tuple(outcome.value for outcome in Outcome)
+MESSAGE_BATCH_STATUSES = ("in_progress", "canceling", "ended", "read")
 
 
 class ChorusCollector:
@@ -102,6 +105,8 @@ class ChorusCollector:
         for status in self._ledger.statuses(self._ledger.recent_ids(self._batches)):
             if status is not None:  # expired or removed since it was indexed
                 _add_batch(f, status)
+                if status.route != "realtime":
+                    _add_routed(f, status, self._ledger.upstream(status.id))
 
         for key in self._limit_keys({as_text(raw) for raw in limit_keys}):
             _add_limit(f, self._limiter, key)
@@ -128,7 +133,7 @@ class ChorusCollector:
 
 def _add_batch(f: _Families, status: BatchStatus) -> None:
     labels = [status.id, status.name or ""]
-    f.batch_info.add_metric([*labels, status.state], 1)
+    f.batch_info.add_metric([*labels, status.state, status.route], 1)
     for state in STATE_NAMES.values():
         f.batch_items.add_metric([*labels, state], status.count(state))
     outcomes = status.outcomes
@@ -146,6 +151,18 @@ def _add_batch(f: _Families, status: BatchStatus) -> None:
     f.batch_cost.add_metric(labels, status.cost_usd)
     f.batch_calls.add_metric(labels, status.calls)
     f.batch_wait.add_metric(labels, status.rate_limit_wait_s)
+
+
+def _add_routed(f: _Families, status: BatchStatus, upstream: dict[str, dict[str, Any]]) -> None:
+    """The Message Batches route's figures: items by Message Batch status, items taken back."""
+    labels = [status.id, status.name or ""]
+    by_status: dict[str, int] = dict.fromkeys(MESSAGE_BATCH_STATUSES, 0)
+    for record in upstream.values():
+        name = str(record.get("status", "in_progress"))
+        by_status[name] = by_status.get(name, 0) + len(record.get("indexes", []))
+    for name, count in by_status.items():
+        f.batch_upstream.add_metric([*labels, name], count)
+    f.batch_pulled_back.add_metric(labels, status.pulled_back)
 
 
 def _add_limit(f: _Families, limiter: RedisLimiter, key: str) -> None:
@@ -178,7 +195,20 @@ class _Families:
             labels=[],
         )
         self.batch_info = GaugeMetricFamily(
-            "chorus_batch_info", "A batch and its state", labels=[*batch, "state"]
+            "chorus_batch_info",
+            "A batch, its state and its route (realtime, batches, auto)",
+            labels=[*batch, "state", "route"],
+        )
+        self.batch_upstream = GaugeMetricFamily(
+            "chorus_batch_message_batch_items",
+            "A batch's items in Message Batches, by the Message Batch's status "
+            "(in_progress, canceling, ended, read: its results ended the items)",
+            labels=[*batch, "status"],
+        )
+        self.batch_pulled_back = GaugeMetricFamily(
+            "chorus_batch_pulled_back_items",
+            "Items the auto route took back from the Message Batches API to real time",
+            labels=batch,
         )
         self.batch_items = GaugeMetricFamily(
             "chorus_batch_items", "Items of a batch in each state", labels=[*batch, "state"]

@@ -241,6 +241,13 @@ def status_table(
                 table.add_row(
                     "", f"{status.pulled_back:,} taken back to real time as the deadline neared"
                 )
+        waiting = sum(
+            len(r.get("indexes", []))
+            for r in (message_batches or {}).values()
+            if r.get("status") != "read"
+        )
+        if waiting:
+            table.add_row("", f"{waiting:,} items in a Message Batch now")
         for upstream_id, record in (message_batches or {}).items():
             counts = record.get("counts") or {}
             said = (

@@ -4,7 +4,10 @@ Batches API, decided from the account's limits and the deadline.
 The real-time share is what the account's limits finish in :data:`REALTIME_SHARE`
 of the time to the deadline, at the worst case the limiter reserves (each item's
 estimated input, and its ``max_tokens`` of output: ``orchestration.estimate``).
-The rest goes through the Message Batches API at half price. The last quarter
+The rest goes through the Message Batches API at half price: the first items of
+the input, handed to the worker that sends them before any real-time item is
+queued (``orchestration.submission``), so the Message Batch is created at once
+rather than after the real-time work ahead of it in the queue. The last quarter
 of the time is kept for taking back what is still unfinished there: a Message
 Batch's counts move only once it ended (build-with-claude/batch-processing), so
 the worker that polls it (``workers.batches_api``) cancels it once the time left

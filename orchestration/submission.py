@@ -217,14 +217,15 @@ def _how_submitted(source: str | Path, spec: InputSpec, options: Options) -> dic
 def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) -> None:
     already = batch.ledger.enqueued_mark(batch.id)
     name = batch.ledger.name(batch.id)
-    # Items from this index on go through the Message Batches API, sent at the end in as
-    # few Message Batches as the limits allow: all of them (batches), none (realtime),
-    # or those past the real-time share (auto).
+    # The items before this index go through the Message Batches API: all of them
+    # (batches), none (realtime), or all but the real-time share (auto). They are
+    # handed to the worker that sends them as soon as they are recorded, before any
+    # real-time item is published: behind those, the hand-over would wait its turn
+    # in the queue, at the rate limit, while the deadline runs.
     status = batch.progress()
-    realtime_until = {"batches": 0, "auto": (status.plan or {}).get("realtime", 0)}.get(
-        status.route, status.total
-    )
-    marks = Marks(batch.report.prefixes, realtime_until)
+    planned = (status.plan or {}).get("realtime", 0)
+    batches_until = {"batches": status.total, "auto": status.total - planned}.get(status.route, 0)
+    marks = Marks(batch.report.prefixes, batches_until)
     index = 0
     chunk: list[tuple[int, Item]] = []
     for item in items:
@@ -232,9 +233,11 @@ def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) 
             continue
         chunk.append((index, item))
         index += 1
-        if len(chunk) == CHUNK:
+        if len(chunk) == CHUNK or index == batches_until:
             _enqueue_chunk(batch, chunk, options.vote, already, name, marks)
             chunk = []
+            if index == batches_until:
+                _hand_over(batch, batches_until, whole=status.route == "batches")
             if options.on_enqueued is not None:
                 options.on_enqueued(index, batch.report.items)
     if chunk:
@@ -242,9 +245,17 @@ def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) 
         if options.on_enqueued is not None:
             options.on_enqueued(index, batch.report.items)
     batch.ledger.published(batch.id, index, last=True)
-    if realtime_until < index and not batch.progress().finished:
-        rest = None if realtime_until == 0 else list(range(realtime_until, index))
-        send_to_batches_api(batch.id, rest)
+
+
+def _hand_over(batch: Batch, until: int, *, whole: bool) -> None:
+    """Hand items ``[0, until)`` (``whole``: every pending one) to the worker-side task
+    that sends them through the Message Batches API, unless nothing is left to send."""
+    if whole:
+        batch.ledger.published(batch.id, until, last=True)
+        if not batch.progress().finished:
+            send_to_batches_api(batch.id)
+        return
+    send_to_batches_api(batch.id, list(range(until)))
 
 
 def _enqueue_chunk(
@@ -360,15 +371,15 @@ def stored_request(request: CallRequest, vote: int | None) -> str:
 
 
 class Marks:
-    """Marks items' shared prefixes as they are enqueued: the 5-minute TTL for those sent in
-    real time (below ``realtime_until``), where the first sent of each group leads; the
-    1-hour TTL for those sent through the Message Batches API, where nothing waits."""
+    """Marks items' shared prefixes as they are enqueued: the 1-hour TTL for those sent
+    through the Message Batches API (below ``batches_until``), where nothing waits; the
+    5-minute TTL for those sent in real time, where the first sent of each group leads."""
 
-    def __init__(self, finder: PrefixFinder | None, realtime_until: int) -> None:
-        self._finder, self._realtime_until, self._leads = finder, realtime_until, Leads()
+    def __init__(self, finder: PrefixFinder | None, batches_until: int) -> None:
+        self._finder, self._batches_until, self._leads = finder, batches_until, Leads()
 
     def realtime(self, index: int) -> bool:
-        return index < self._realtime_until
+        return index >= self._batches_until
 
     def apply(
         self, items: Sequence[tuple[int, Item]]

@@ -46,7 +46,7 @@ from workers.app import app
 from workers.call import answered
 from workers.durable import retrying
 from workers.errors import ProviderError
-from workers.items import BatchOption, end_command
+from workers.items import STOPPED, BatchOption, end_command, worst_case_micros
 from workers.ledger import BatchStatus, ItemState
 from workers.models import CallRequest, Envelope, ErrorInfo
 from workers.redisio import Command, run_together
@@ -102,6 +102,8 @@ def batches_send(
             answered_before += 1
             continue
         requests.append((index, request))
+    if status.max_cost_usd:
+        requests = _within_budget(runtime, batch_id, requests, ids)
     sent: list[str] = []
     for chunk in _chunks(requests):
         body = [{"custom_id": custom_id(i), "params": r.api_params()} for i, r in chunk]
@@ -177,6 +179,7 @@ def _read_results(
     cancelled = status.stop == "cancelled"
     deadline_passed = status.deadline_at is not None and time.time() > status.deadline_at
     pulled = bool(record.get("pulled"))
+    budget = status.max_cost_usd is not None
     ids = ledger.item_ids(batch_id)
     lines = runtime.provider.batch_results(upstream_id)
     indexes = [index_of(line["custom_id"]) for line in lines]
@@ -193,17 +196,20 @@ def _read_results(
             continue
         request = CallRequest.model_validate(json.loads(raw)["request"])
         key = request.idempotency_key()
+        # What batches_send reserved for it: given back as it ends or goes again.
+        reserved = worst_case_micros(request, runtime.deps, batch=True) if budget else 0
         if kind == "succeeded":
             envelope = answered(key, result["message"], request.max_tokens, runtime.deps.price_for)
             envelope = envelope.model_copy(update={"attempts": 1})
             writes += [
                 runtime.store.put_command(envelope),
-                _end_command(runtime, batch_id, index, ids, envelope),
+                _end_command(runtime, batch_id, index, ids, envelope, reserved),
             ]
             continue
         error = _error_of(result)
+        failed = Envelope.failure(key, error)
         if kind == "canceled" and cancelled:
-            writes.append(_end_command(runtime, batch_id, index, ids, Envelope.failure(key, error)))
+            writes.append(_end_command(runtime, batch_id, index, ids, failed, reserved))
             continue
         worth_again = kind in ("expired", "canceled") or error.type in AGAIN_ERRORS
         if (
@@ -212,8 +218,10 @@ def _read_results(
             and (pulled or (not deadline_passed and round < MAX_ROUNDS))
         ):
             again.append(index)
+            if reserved:
+                writes += ledger.spend_commands(batch_id, None, reserved)
             continue
-        writes.append(_end_command(runtime, batch_id, index, ids, Envelope.failure(key, error)))
+        writes.append(_end_command(runtime, batch_id, index, ids, failed, reserved))
     # The counts are written before the items end, so whoever sees them end
     # finds the counts; "read" after them, so a poll cut short runs again.
     writes = [
@@ -238,6 +246,23 @@ def _read_results(
         )
         batches_send.delay(batch_id, again, round + 1)
     return counts
+
+
+def _within_budget(
+    runtime: Runtime, batch_id: str, requests: list[tuple[int, CallRequest]], ids: list[str]
+) -> list[tuple[int, CallRequest]]:
+    """The ``requests`` whose worst case, at the Batches price, the batch's ``--max-cost``
+    still holds, each reserved; the others end ``budget_exceeded``, not sent."""
+    worst = [worst_case_micros(r, runtime.deps, batch=True) for _, r in requests]
+    answers = runtime.ledger.reserve_many(batch_id, worst)
+    kept = []
+    for (index, request), answer in zip(requests, answers, strict=True):
+        if answer == "ok":
+            kept.append((index, request))
+            continue
+        info = STOPPED.get(answer, STOPPED["cancelled"])
+        _end(runtime, batch_id, index, ids, Envelope.failure(request.idempotency_key(), info))
+    return kept
 
 
 def pull_back_at(status: BatchStatus, items: int, settings: BatchesAPISettings) -> float | None:
@@ -311,12 +336,20 @@ def _end(runtime: Runtime, batch_id: str, index: int, ids: list[str], envelope: 
 
 
 def _end_command(
-    runtime: Runtime, batch_id: str, index: int, ids: list[str], envelope: Envelope
+    runtime: Runtime,
+    batch_id: str,
+    index: int,
+    ids: list[str],
+    envelope: Envelope,
+    reserved_micros: int = 0,
 ) -> Command:
-    """End one item with ``envelope`` (``finish.lua``: a duplicate counts nothing)."""
+    """End one item with ``envelope`` (``finish.lua``: a duplicate counts nothing), giving
+    back the budget reserved for it."""
     item = ids[index] if index < len(ids) else str(index)
     option = BatchOption(id=batch_id, index=index, item=item)
-    return end_command(runtime.ledger, option, envelope, call=envelope, reserved_micros=0)
+    return end_command(
+        runtime.ledger, option, envelope, call=envelope, reserved_micros=reserved_micros
+    )
 
 
 def _chunks(requests: list[tuple[int, CallRequest]]) -> list[list[tuple[int, CallRequest]]]:

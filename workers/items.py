@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydantic import BaseModel
 
@@ -142,13 +142,14 @@ class ItemHooks(CallHooks):
             retrying(lambda: run_together(release), what="releasing a budget reservation")
 
 
-def worst_case_micros(request: CallRequest, deps: CallDeps) -> int:
-    """The most the call can cost, micro-USD, priced as its answer would be."""
+def worst_case_micros(request: CallRequest, deps: CallDeps, *, batch: bool = False) -> int:
+    """The most the call can cost, micro-USD, priced as its answer would be: ``batch``,
+    through the Message Batches API, at its discount."""
     price = deps.price_for(request.model)
     if price is None:
         return 0  # unknown price: a batch with a budget refuses such items at submit
     worst = request.worst_case_tokens(deps.estimate_input_tokens(request))
-    return micro_usd(price.cost_usd(worst))
+    return micro_usd(price.cost_usd(replace(worst, batch=batch)))
 
 
 def state_of(outcome: Envelope | PatternResult) -> tuple[ItemState, str]:

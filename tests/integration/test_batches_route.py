@@ -113,10 +113,10 @@ def test_an_answer_paid_for_in_real_time_is_not_sent_to_the_batches_api(
     assert stats["paid"] == paid and stats["batches_created"] == 0
 
 
-def test_the_batches_route_takes_no_vote_or_budget_yet() -> None:
+def test_the_batches_route_takes_no_vote_yet() -> None:
     from orchestration.batchfile import BatchInputError
 
-    with pytest.raises(BatchInputError, match="--route batches takes no --vote or --max-cost"):
+    with pytest.raises(BatchInputError, match="--route batches takes no --vote"):
         Batch.submit(items(2), vote=3, **ROUTE)
     with pytest.raises(BatchInputError, match="route: realtime, batches or auto"):
         Batch.submit(items(2), **{**ROUTE, "route": "carrier-pigeon"})
@@ -241,6 +241,19 @@ def test_auto_takes_back_what_a_slow_message_batch_has_not_answered_and_ends_in_
     # in real time, once.
     assert stats["batch_paid"] == 60 - canceled
     assert stats["paid"] == 90 and stats["duplicates_paid"] == 0
+    # Metrics tell the routes apart.
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from orchestration.metrics import ChorusCollector
+    from tests.integration.fleet_helpers import samples
+
+    registry = CollectorRegistry()
+    registry.register(ChorusCollector(get_settings()))
+    text = generate_latest(registry).decode()
+    of = {"batch": batch.id, "name": ""}
+    assert samples(text, "chorus_batch_info", **of, state="done", route="auto") == [1.0]
+    assert samples(text, "chorus_batch_pulled_back_items", **of) == [float(canceled)]
+    assert samples(text, "chorus_batch_message_batch_items", **of, status="read") == [60.0]
 
 
 def test_auto_needs_a_deadline() -> None:
@@ -248,3 +261,23 @@ def test_auto_needs_a_deadline() -> None:
 
     with pytest.raises(BatchInputError, match="--route auto needs a --deadline"):
         Batch.submit(items(2), route="auto", **BRIEF)
+
+
+def test_a_budget_on_the_batches_route_reserves_each_worst_case_at_half_price(
+    workers: Workers, local_api: LocalAPIServer
+) -> None:
+    # The worst case of each item (its input, 256 output tokens) at the Batches price is
+    # about $0.0013 on Sonnet 5.5: $0.026 holds about 20 of the 40.
+    local_api.configure(batch_processing_s=0.3)
+    batch = Batch.submit(items(40), max_cost_usd=0.026, **ROUTE)
+    status = batch.wait(TIMEOUT_S)
+
+    complete, skipped = status.count("complete"), status.count("skipped_budget")
+    assert complete + skipped == 40
+    assert 15 <= complete <= 25, (complete, skipped)
+    # Only what the budget held was sent; the reservations were all given back.
+    stats = local_api.stats()
+    assert stats["batch_paid"] == complete and stats["paid"] == complete
+    assert status.reserved_usd == 0 and status.cost_usd <= 0.026
+    for record in batch.results(failed_only=True):
+        assert record["error"]["type"] == "budget_exceeded", record

@@ -39,7 +39,7 @@ def test_a_batch_and_its_limiter_bucket_appear_with_their_figures(
     text = _scrape(ChorusCollector(get_settings()))
 
     batch_of = {"batch": batch.id, "name": "metrics-run"}
-    assert samples(text, "chorus_batch_info", **batch_of, state="done") == [1.0]
+    assert samples(text, "chorus_batch_info", **batch_of, state="done", route="realtime") == [1.0]
     assert samples(text, "chorus_batch_items", **batch_of, state="complete") == [5.0]
     assert samples(text, "chorus_batch_items", **batch_of, state="failed") == [0.0]
     assert samples(text, "chorus_batch_size", **batch_of) == [5.0]

@@ -96,6 +96,14 @@ class Ledger:
         """``ok`` (reserved), or why not: ``cancelled``, ``paused``, ``budget``, ``gone``."""
         return as_text(self._budget(keys=[keys.batch(batch_id)], args=[worst_case_micros]))
 
+    def reserve_many(self, batch_id: str, worst_case_micros: Sequence[int]) -> list[str]:
+        """:meth:`reserve_budget` for each call in turn, in one round trip."""
+        commands = [
+            self._budget.command(keys=[keys.batch(batch_id)], args=[micros], then=as_text)
+            for micros in worst_case_micros
+        ]
+        return run_together(commands)
+
     def stop_reason(self, batch_id: str) -> str | None:
         """Why the batch stopped sending (``cancelled``, ``paused``, ``budget``), or None."""
         value = self._redis.hget(keys.batch(batch_id), "stop")
