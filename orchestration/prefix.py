@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -163,7 +164,7 @@ def find_shares(requests: Iterable[CallRequest]) -> PrefixFinder:
 def _head(request: CallRequest) -> _Head | None:
     """Where ``request`` is grouped; None when it cannot be marked (already marked by its
     author, or its first turn is not user text)."""
-    if _has_marks(request):
+    if request.cache_marks():
         return None
     first = request.messages[0]
     text = _first_text(first)
@@ -183,16 +184,6 @@ def _first_text(message: MessageParam) -> str | None:
         return message.content
     block = message.content[0]
     return block["text"] if block.get("type") == "text" else None
-
-
-def _has_marks(request: CallRequest) -> bool:
-    blocks: list[Any] = [*(request.tools or [])]
-    if isinstance(request.system, list):
-        blocks += request.system
-    for message in request.messages:
-        if isinstance(message.content, list):
-            blocks += message.content
-    return any(isinstance(b, dict) and "cache_control" in b for b in blocks)
 
 
 def _system_tokens(request: CallRequest) -> int:
@@ -248,9 +239,14 @@ def _marked(request: CallRequest, share: Share, ttl: str | None) -> CallRequest:
 
 
 class Leads:
-    """Which call of each marked group leads: the first one sent."""
+    """Which call of each marked group leads: the first one sent.
 
-    def __init__(self) -> None:
+    ``scope`` (a batch's id; a fresh one per pattern by default) keeps each
+    submit's groups apart: a later batch with the same prefix has a lead of its own.
+    """
+
+    def __init__(self, scope: str | None = None) -> None:
+        self._scope = scope if scope is not None else uuid.uuid4().hex
         self._led: set[str] = set()
 
     def option(self, share: Share | None) -> dict[str, Any] | None:
@@ -259,7 +255,7 @@ class Leads:
             return None
         lead = share.digest not in self._led
         self._led.add(share.digest)
-        return {"digest": share.digest, "lead": lead}
+        return {"digest": _digest([self._scope, share.digest]), "lead": lead}
 
 
 def mark_all(

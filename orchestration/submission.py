@@ -225,7 +225,7 @@ def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) 
     status = batch.progress()
     planned = (status.plan or {}).get("realtime", 0)
     batches_until = {"batches": status.total, "auto": status.total - planned}.get(status.route, 0)
-    marks = Marks(batch.report.prefixes, batches_until)
+    marks = Marks(batch.report.prefixes, batches_until, batch.id)
     index = 0
     chunk: list[tuple[int, Item]] = []
     for item in items:
@@ -375,8 +375,8 @@ class Marks:
     through the Message Batches API (below ``batches_until``), where nothing waits; the
     5-minute TTL for those sent in real time, where the first sent of each group leads."""
 
-    def __init__(self, finder: PrefixFinder | None, batches_until: int) -> None:
-        self._finder, self._batches_until, self._leads = finder, batches_until, Leads()
+    def __init__(self, finder: PrefixFinder | None, batches_until: int, scope: str) -> None:
+        self._finder, self._batches_until, self._leads = finder, batches_until, Leads(scope)
 
     def realtime(self, index: int) -> bool:
         return index >= self._batches_until

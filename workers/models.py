@@ -172,7 +172,7 @@ class CallRequest(_Model):
 
         A web search tool counts its ``max_uses`` searches (5 when it sets none).
         """
-        ttls = [mark.get("ttl", "5m") for mark in self._cache_marks()]
+        ttls = [mark.get("ttl", "5m") for mark in self.cache_marks()]
         web_searches = sum(
             int(tool.get("max_uses", 5))
             for tool in self.tools or []
@@ -190,7 +190,8 @@ class CallRequest(_Model):
             web_search_requests=web_searches,
         )
 
-    def _cache_marks(self) -> list[dict[str, Any]]:
+    def cache_marks(self) -> list[dict[str, Any]]:
+        """The ``cache_control`` of every tool, system block and content block that has one."""
         blocks: list[Any] = [*(self.tools or [])]
         if isinstance(self.system, list):
             blocks += self.system

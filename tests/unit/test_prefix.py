@@ -150,5 +150,28 @@ def test_leads_name_one_lead_per_group_and_nothing_for_unmarked() -> None:
     for r in [request(f"{text(1_500)} q{i}") for i in range(2)]:
         finder.add(r)
     _, share = finder.mark(request(f"{text(1_500)} q0"), None)
-    assert leads.option(share) == {"digest": share.digest, "lead": True}  # type: ignore[union-attr]
-    assert leads.option(share) == {"digest": share.digest, "lead": False}  # type: ignore[union-attr]
+    first, second = leads.option(share), leads.option(share)
+    assert first and second and first["lead"] and not second["lead"]
+    assert first["digest"] == second["digest"]
+    # Another submit of the same prefix has a lead of its own.
+    other = Leads().option(share)
+    assert other and other["lead"] and other["digest"] != first["digest"]
+
+
+def test_a_call_waits_for_its_lead_and_no_longer_than_the_wait() -> None:
+    import threading
+    import time
+
+    import fakeredis
+
+    from workers.prefix_gate import lead_returned, wait_for_lead
+
+    client = fakeredis.FakeRedis()
+    started = time.monotonic()
+    assert wait_for_lead(client, "d1", wait_s=0.2) >= 0.2  # no lead: it goes after the wait
+    assert time.monotonic() - started < 1.0
+
+    threading.Timer(0.15, lambda: lead_returned(client, "d2")).start()
+    waited = wait_for_lead(client, "d2", wait_s=5.0)
+    assert 0.1 <= waited < 1.0  # it went once the lead returned, not after 5 s
+    assert wait_for_lead(client, "d2", wait_s=5.0) < 0.05  # and later calls do not wait
