@@ -135,8 +135,13 @@ def batches_poll(self: Task, batch_id: str, upstream_id: str, round: int = 0) ->
     ledger = runtime.ledger
     settings = runtime.settings.batches
     record = ledger.upstream(batch_id).get(upstream_id)
-    if record is None or record.get("status") == "read":
-        return {}  # the batch is gone, or this poll ran already (a redelivery)
+    if record is None:
+        return {}  # the batch is gone
+    if record.get("status") == "read":
+        # This poll ran already (a redelivery); finish what it may not have.
+        if record.get("again") and not record.get("again_sent"):
+            _send_again(runtime, batch_id, upstream_id, record, round)
+        return {}
     polls = int(record.get("polls", 0)) + 1
     status = ledger.status(batch_id)
     pull_at = None if status is None else pull_back_at(status, len(record["indexes"]), settings)
@@ -223,20 +228,31 @@ def _read_results(
             continue
         writes.append(_end_command(runtime, batch_id, index, ids, failed, reserved))
     # The counts are written before the items end, so whoever sees them end
-    # finds the counts; "read" after them, so a poll cut short runs again.
+    # finds the counts; "read" after them, so a poll cut short runs again, and
+    # with what goes again, so a poll cut short after them still sends it.
+    read = {**record, "status": "read", "counts": counts, "again": again}
     writes = [
         ledger.upstream_command(
             batch_id, upstream_id, {**record, "status": "ended", "counts": counts}
         ),
         *writes,
-        ledger.upstream_command(
-            batch_id, upstream_id, {**record, "status": "read", "counts": counts}
-        ),
+        ledger.upstream_command(batch_id, upstream_id, read),
     ]
     retrying(lambda: run_together(writes), what="ending a Message Batch's items")
-    if again and pulled:
-        _to_realtime(runtime, batch_id, again, ids)
-    elif again:
+    if again:
+        _send_again(runtime, batch_id, upstream_id, read, round)
+    return counts
+
+
+def _send_again(
+    runtime: Runtime, batch_id: str, upstream_id: str, record: dict[str, Any], round: int
+) -> None:
+    """Send what a read Message Batch left unanswered: in real time when it was taken back
+    (``auto``), else in a new Message Batch; then record that it was sent."""
+    again = [int(i) for i in record["again"]]
+    if record.get("pulled"):
+        _to_realtime(runtime, batch_id, again, runtime.ledger.item_ids(batch_id))
+    else:
         log.info(
             "batch %s: %d item(s) of Message Batch %s sent again (round %d)",
             batch_id,
@@ -245,7 +261,7 @@ def _read_results(
             round + 1,
         )
         batches_send.delay(batch_id, again, round + 1)
-    return counts
+    runtime.ledger.update_upstream(batch_id, upstream_id, again_sent=True)
 
 
 def _within_budget(

@@ -281,3 +281,29 @@ def test_a_budget_on_the_batches_route_reserves_each_worst_case_at_half_price(
     assert status.reserved_usd == 0 and status.cost_usd <= 0.026
     for record in batch.results(failed_only=True):
         assert record["error"]["type"] == "budget_exceeded", record
+
+
+def test_a_poll_cut_short_after_reading_still_sends_again_what_it_left(
+    workers: Workers, local_api: LocalAPIServer
+) -> None:
+    # A poller that recorded a Message Batch read, with items to send again, and died
+    # before sending them: the next delivery of its poll finds them and sends them.
+    local_api.configure(batch_processing_s=60.0)
+    batch = Batch.submit(items(5), **ROUTE)
+    [(upstream_id, record)] = eventually(
+        lambda: list(batch.ledger.upstream(batch.id).items()), timeout_s=30
+    )
+    local_api.configure(batch_processing_s=0.2)
+    batch.ledger.update_upstream(
+        batch.id, upstream_id, status="read", counts={"expired": 5}, again=record["indexes"]
+    )
+
+    status = batch.wait(TIMEOUT_S)
+
+    assert status.count("complete") == 5
+    upstream = batch.ledger.upstream(batch.id)
+    assert upstream[upstream_id]["again_sent"] is True
+    [resent] = [r for u, r in upstream.items() if u != upstream_id]
+    assert sorted(resent["indexes"]) == sorted(record["indexes"])
+    stats = local_api.stats()
+    assert stats["batch_paid"] == 5 and stats["duplicates_paid"] == 0
