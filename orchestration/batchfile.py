@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from config.models import DEFAULT_MAX_TOKENS, SAMPLING_PARAMS
 from workers.errors import ChorusError, InvalidRequest
-from workers.models import CallRequest
+from workers.models import CHORUS_FIELDS, CallRequest
 from workers.text import find_lone_surrogate, has_lone_surrogate, may_hold_surrogate, printable
 from workers.validation import validate_request
 
@@ -432,7 +432,7 @@ def _params_keys() -> _ParamsKeys:
         for name, hint in typing.get_type_hints(MessageCreateParamsNonStreaming).items()
         if NoneType in typing.get_args(hint)
     }
-    sent = set(CallRequest.model_fields) - {"sample"}
+    sent = set(CallRequest.model_fields) - CHORUS_FIELDS
     return _ParamsKeys(
         allowed=frozenset(hints) | frozenset(SAMPLING_PARAMS),
         required=frozenset(required),

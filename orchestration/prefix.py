@@ -13,9 +13,10 @@ the first user message, split into a block of its own. A prefix written once
 (1.25x the input price for 5 minutes, 2x for an hour) and read by the rest
 (0.1x) costs less from the second request on; a group of one is never marked.
 
-Marks change what a call costs, never what it answers: the content address
-leaves them out (``CallRequest.idempotency_key``), so an item's answer is
-the same on either route.
+The request keeps its content as its author wrote it and carries where to mark
+(``CallRequest.cache_split``); the marks are put in only when it is sent
+(``CallRequest.api_params``). The content address leaves the split out, so a
+call answered marked or unmarked, on either route, is answered once.
 
 In real time the first request of a group to be sent is its *leader*; the
 others carry the group's digest and wait, on the worker, until the leader's
@@ -36,15 +37,15 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from config.models import min_cache_tokens, rules_for
 from config.settings import get_settings
-from workers.models import CallRequest, MessageParam
+from workers.models import CacheSplit, CallRequest, MessageParam
 from workers.ratelimit.estimate import CHARS_PER_TOKEN, estimate_input_tokens
 
 # Requests are grouped by their head up to here in the first message's text.
-HEAD_CHARS = 64
+HEAD_CHARS = 1000
 # A batch with more distinct heads than this keeps finding prefixes for the first ones only.
 MAX_GROUPS = 10_000
 # A shared start shorter than this is not split off the first message.
@@ -114,7 +115,9 @@ class PrefixFinder:
         if not head.text.startswith(group.common):
             group.common = _common_start(group.common, head.text)
 
-    def mark(self, request: CallRequest, ttl: str | None) -> tuple[CallRequest, Share | None]:
+    def mark(
+        self, request: CallRequest, ttl: Literal["5m", "1h"] | None
+    ) -> tuple[CallRequest, Share | None]:
         """``request`` with its group's prefix marked, and the group's share (None: unmarked)."""
         head = _head(request)
         if head is None:
@@ -124,7 +127,8 @@ class PrefixFinder:
         share = self._shares[head.group]
         if share is None:
             return request, None
-        return _marked(request, share, ttl), share
+        split = CacheSplit(system=share.system, chars=len(share.text), ttl=ttl)
+        return request.model_copy(update={"cache_split": split}), share
 
     def shares(self) -> list[Share]:
         """Every marked group (after :meth:`mark` has seen one request of each)."""
@@ -164,7 +168,7 @@ def find_shares(requests: Iterable[CallRequest]) -> PrefixFinder:
 def _head(request: CallRequest) -> _Head | None:
     """Where ``request`` is grouped; None when it cannot be marked (already marked by its
     author, or its first turn is not user text)."""
-    if request.cache_marks():
+    if request.cache_marks() or request.cache_split is not None:
         return None
     first = request.messages[0]
     text = _first_text(first)
@@ -205,37 +209,12 @@ def _common_start(a: str, b: str) -> str:
 
 
 def _word_boundary(text: str) -> str:
-    """``text`` cut after its last whitespace: the rest of each request starts a word."""
+    """``text`` cut after its last whitespace, so the rest of each request starts a word;
+    as it is when the last 200 characters hold none (a script written without spaces)."""
     cut = max(text.rfind(" "), text.rfind("\n"))
+    if cut < len(text) - 200:
+        return text
     return text[: cut + 1] if cut > 0 else ""
-
-
-def _mark(ttl: str | None) -> dict[str, str]:
-    return {"type": "ephemeral", "ttl": ttl} if ttl else {"type": "ephemeral"}
-
-
-def _marked(request: CallRequest, share: Share, ttl: str | None) -> CallRequest:
-    update: dict[str, Any] = {}
-    if share.system:
-        system = request.system
-        blocks: list[dict[str, Any]] = (
-            [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
-        )
-        blocks[-1] = {**blocks[-1], "cache_control": _mark(ttl)}
-        update["system"] = blocks
-    if share.text:
-        first = request.messages[0]
-        text = _first_text(first) or ""
-        rest = text[len(share.text) :]
-        if rest.strip():
-            split = [{"type": "text", "text": share.text, "cache_control": _mark(ttl)}]
-            split.append({"type": "text", "text": rest})
-        else:  # nothing after the shared part: the whole text is the marked block
-            split = [{"type": "text", "text": text, "cache_control": _mark(ttl)}]
-        content = split if isinstance(first.content, str) else split + first.content[1:]
-        turn = MessageParam.model_construct(role=first.role, content=content)
-        update["messages"] = [turn, *request.messages[1:]]
-    return request.model_copy(update=update)
 
 
 class Leads:
@@ -251,15 +230,17 @@ class Leads:
 
     def option(self, share: Share | None) -> dict[str, Any] | None:
         """The ``prefix`` task option of the next call of ``share``'s group (None: unmarked)."""
-        if share is None:
-            return None
-        lead = share.digest not in self._led
-        self._led.add(share.digest)
-        return {"digest": _digest([self._scope, share.digest]), "lead": lead}
+        return None if share is None else self.option_for(share.digest)
+
+    def option_for(self, digest: str) -> dict[str, Any]:
+        """The ``prefix`` task option of the next call of the group ``digest`` names."""
+        lead = digest not in self._led
+        self._led.add(digest)
+        return {"digest": _digest([self._scope, digest]), "lead": lead}
 
 
 def mark_all(
-    requests: Sequence[CallRequest], ttl: str | None = None
+    requests: Sequence[CallRequest], ttl: Literal["5m", "1h"] | None = None
 ) -> list[tuple[CallRequest, dict[str, Any] | None]]:
     """``requests`` with their shared prefixes marked, each with its ``prefix`` task option.
 
@@ -268,8 +249,22 @@ def mark_all(
     if not get_settings().cache.enabled:
         return [(request, None) for request in requests]
     finder, leads = find_shares(requests), Leads()
-    marked = []
+    marked: list[tuple[CallRequest, dict[str, Any] | None]] = []
     for request in requests:
+        if request.cache_split is not None:
+            # Split already (a batch item's vote): its calls still take turns.
+            marked.append((request, leads.option_for(_split_digest(request))))
+            continue
         request, share = finder.mark(request, ttl)
         marked.append((request, leads.option(share)))
     return marked
+
+
+def _split_digest(request: CallRequest) -> str:
+    """What a request already split shares with its group: the prefix its split marks."""
+    split = request.cache_split
+    assert split is not None
+    text = _first_text(request.messages[0]) or ""
+    return _digest(
+        [request.model, request.tools, request.system, split.system, text[: split.chars]]
+    )

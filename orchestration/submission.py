@@ -248,14 +248,22 @@ def _enqueue(batch: Batch, items: Iterator[Item | LineError], options: Options) 
 
 
 def _hand_over(batch: Batch, until: int, *, whole: bool) -> None:
-    """Hand items ``[0, until)`` (``whole``: every pending one) to the worker-side task
-    that sends them through the Message Batches API, unless nothing is left to send."""
+    """Hand the pending items of ``[0, until)`` (``whole``: every pending one) to the
+    worker-side task that sends them through the Message Batches API.
+
+    Only pending ones: on a resubmit, an item already in a Message Batch, or taken
+    back to real time, is running, and sending it again would pay for it twice.
+    """
     if whole:
         batch.ledger.published(batch.id, until, last=True)
         if not batch.progress().finished:
             send_to_batches_api(batch.id)
         return
-    send_to_batches_api(batch.id, list(range(until)))
+    indexes = list(range(until))
+    states = batch.ledger.item_states(batch.id, indexes)
+    pending = [i for i, state in zip(indexes, states, strict=True) if state == ItemState.PENDING]
+    if pending:
+        send_to_batches_api(batch.id, pending)
 
 
 def _enqueue_chunk(

@@ -102,8 +102,9 @@ def batches_send(
             answered_before += 1
             continue
         requests.append((index, request))
+    reserved: dict[int, int] = {}
     if status.max_cost_usd:
-        requests = _within_budget(runtime, batch_id, requests, ids)
+        requests, reserved = _within_budget(runtime, batch_id, requests, ids)
     sent: list[str] = []
     for chunk in _chunks(requests):
         body = [{"custom_id": custom_id(i), "params": r.api_params()} for i, r in chunk]
@@ -114,7 +115,7 @@ def batches_send(
             info = ErrorInfo.from_exception(exc)
             for index, request in chunk:
                 failed = Envelope.failure(request.idempotency_key(), info)
-                _end(runtime, batch_id, index, ids, failed)
+                _end(runtime, batch_id, index, ids, failed, reserved.get(index, 0))
             continue
         ledger.record_upstream(batch_id, upstream.id, [i for i, _ in chunk])
         sent.append(upstream.id)
@@ -266,19 +267,21 @@ def _send_again(
 
 def _within_budget(
     runtime: Runtime, batch_id: str, requests: list[tuple[int, CallRequest]], ids: list[str]
-) -> list[tuple[int, CallRequest]]:
+) -> tuple[list[tuple[int, CallRequest]], dict[int, int]]:
     """The ``requests`` whose worst case, at the Batches price, the batch's ``--max-cost``
-    still holds, each reserved; the others end ``budget_exceeded``, not sent."""
+    still holds, and what was reserved for each by index; the others end
+    ``budget_exceeded``, not sent."""
     worst = [worst_case_micros(r, runtime.deps, batch=True) for _, r in requests]
     answers = runtime.ledger.reserve_many(batch_id, worst)
-    kept = []
-    for (index, request), answer in zip(requests, answers, strict=True):
+    kept, reserved = [], {}
+    for (index, request), answer, micros in zip(requests, answers, worst, strict=True):
         if answer == "ok":
             kept.append((index, request))
+            reserved[index] = micros
             continue
         info = STOPPED.get(answer, STOPPED["cancelled"])
         _end(runtime, batch_id, index, ids, Envelope.failure(request.idempotency_key(), info))
-    return kept
+    return kept, reserved
 
 
 def pull_back_at(status: BatchStatus, items: int, settings: BatchesAPISettings) -> float | None:
@@ -347,8 +350,15 @@ def _error_of(result: dict[str, Any]) -> ErrorInfo:
     return ErrorInfo(type="expired" if kind == "expired" else "cancelled", message=message)
 
 
-def _end(runtime: Runtime, batch_id: str, index: int, ids: list[str], envelope: Envelope) -> None:
-    run_together([_end_command(runtime, batch_id, index, ids, envelope)])
+def _end(
+    runtime: Runtime,
+    batch_id: str,
+    index: int,
+    ids: list[str],
+    envelope: Envelope,
+    reserved_micros: int = 0,
+) -> None:
+    run_together([_end_command(runtime, batch_id, index, ids, envelope, reserved_micros)])
 
 
 def _end_command(

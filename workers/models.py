@@ -70,6 +70,55 @@ class MessageParam(_Model):
         return "\n".join(b["text"] for b in self.content if b.get("type") == "text")
 
 
+# CallRequest's fields that are chorus's own, never sent to the API as they are.
+CHORUS_FIELDS = frozenset({"sample", "cache_split"})
+
+
+class CacheSplit(_Model):
+    """Where a request's prefix shared with others is marked for the prompt cache.
+
+    ``system``: ``cache_control`` on the system prompt's last block (a string
+    system becomes one text block). ``chars``: the first message's first text
+    is split after this many characters into a marked block and the rest (0:
+    not split). ``ttl``: ``1h``, or None for the default 5 minutes. A split that
+    no longer fits the request (a text shorter than ``chars``) is left out.
+    Source: build-with-claude/prompt-caching (breakpoints on system and
+    content blocks; the ``ttl`` values).
+    """
+
+    system: bool = False
+    chars: int = Field(0, ge=0)
+    ttl: Literal["5m", "1h"] | None = None
+
+    def mark(self) -> dict[str, str]:
+        return {"type": "ephemeral", "ttl": self.ttl} if self.ttl else {"type": "ephemeral"}
+
+    def apply(self, params: dict[str, Any]) -> None:
+        """Put the marks into ``params`` (a request body), in place."""
+        system = params.get("system")
+        if self.system and system:
+            blocks = [{"type": "text", "text": system}] if isinstance(system, str) else system
+            params["system"] = [*blocks[:-1], {**blocks[-1], "cache_control": self.mark()}]
+        messages = params.get("messages") or []
+        if not self.chars or not messages:
+            return
+        content = messages[0].get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        first = blocks[0] if blocks else {}
+        text = first.get("text")
+        if first.get("type") != "text" or not isinstance(text, str) or len(text) < self.chars:
+            return
+        head, rest = text[: self.chars], text[self.chars :]
+        if rest.strip():
+            split = [
+                {**first, "text": head, "cache_control": self.mark()},
+                {"type": "text", "text": rest},
+            ]
+        else:  # nothing after the shared part: the whole text is the marked block
+            split = [{**first, "cache_control": self.mark()}]
+        messages[0] = {**messages[0], "content": split + list(blocks[1:])}
+
+
 class Metadata(_Model):
     user_id: str | None = Field(None, max_length=256)
 
@@ -98,6 +147,9 @@ class CallRequest(_Model):
     output_config: dict[str, Any] | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
     sample: int = Field(0, ge=0)
+    # chorus's own: where to mark a prefix shared with other requests for the prompt
+    # cache (orchestration.prefix). Applied by api_params; not part of the content address.
+    cache_split: CacheSplit | None = None
 
     @field_validator("stop_sequences")
     @classmethod
@@ -151,12 +203,15 @@ class CallRequest(_Model):
         return any(v is not None for v in (self.temperature, self.top_p, self.top_k))
 
     def api_params(self) -> dict[str, Any]:
-        """The keyword arguments of ``messages.create`` (sampling ones excluded)."""
+        """The keyword arguments of ``messages.create`` (sampling ones excluded), with the
+        ``cache_split`` marks in place."""
         params = self.model_dump(
             mode="json",
             exclude_none=True,
-            exclude={"sample", "temperature", "top_p", "top_k"},
+            exclude={*CHORUS_FIELDS, "temperature", "top_p", "top_k"},
         )
+        if self.cache_split is not None:
+            self.cache_split.apply(params)
         return params
 
     def sampling_params(self) -> dict[str, Any]:
@@ -173,6 +228,8 @@ class CallRequest(_Model):
         A web search tool counts its ``max_uses`` searches (5 when it sets none).
         """
         ttls = [mark.get("ttl", "5m") for mark in self.cache_marks()]
+        if self.cache_split is not None:
+            ttls.append(self.cache_split.ttl or "5m")
         web_searches = sum(
             int(tool.get("max_uses", 5))
             for tool in self.tools or []
@@ -219,17 +276,17 @@ class CallRequest(_Model):
         A stored answer and a claim on a call in flight are kept under it
         (``workers.store``): it is what makes a repeated call free.
 
-        ``cache_control`` marks are left out: where a prompt is cached changes
-        what the call costs, not what it answers, so a call marked for the
-        Message Batches route (1-hour TTL) and the same call marked for real
-        time (5 minutes) share one answer.
+        ``cache_split`` is left out: where chorus caches a shared prefix
+        changes what the call costs, not what it answers, so a call marked for
+        the Message Batches route (1-hour TTL), for real time (5 minutes) or
+        not at all shares one answer. Marks an author wrote are part of it.
 
         The canonical form cannot fail on any string JSON can carry: a lone
         surrogate (``"\\ud800"``, refused by validation but possible in a payload
         built by hand) is encoded as itself (``surrogatepass``), which no valid
         text's UTF-8 can equal; every other request's address is its UTF-8 as before.
         """
-        body = _without_cache_marks(self.model_dump(mode="json", exclude_none=True))
+        body = self.model_dump(mode="json", exclude_none=True, exclude={"cache_split"})
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:40]
         return f"{KEY_VERSION}:{digest}"
@@ -512,43 +569,3 @@ class Envelope(BaseModel):
     @property
     def stop_details(self) -> dict[str, Any] | None:
         return (self.message or {}).get("stop_details")
-
-
-def _without_cache_marks(body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` as its author wrote it, before any ``cache_control`` was added.
-
-    Marks are dropped from tools, system blocks and content blocks. Where a
-    mark was found, a system prompt or message content made only of text
-    blocks is joined back into one string: marking a shared start splits a
-    text in two (``orchestration.prefix``), and the split call is the same call.
-    A body without marks is returned as it is, so its address never changed.
-    """
-    marked = False
-
-    def unmarked(blocks: Any) -> Any:
-        nonlocal marked
-        if not isinstance(blocks, list):
-            return blocks
-        out = []
-        for block in blocks:
-            if isinstance(block, dict) and "cache_control" in block:
-                marked = True
-                block = {k: v for k, v in block.items() if k != "cache_control"}
-            out.append(block)
-        return out
-
-    tools, system = unmarked(body.get("tools")), unmarked(body.get("system"))
-    messages = [{**m, "content": unmarked(m.get("content"))} for m in body.get("messages", [])]
-    if not marked:
-        return body
-
-    def joined(blocks: Any) -> Any:
-        texts = isinstance(blocks, list) and all(
-            isinstance(b, dict) and set(b) == {"type", "text"} and b["type"] == "text"
-            for b in blocks
-        )
-        return "".join(b["text"] for b in blocks) if texts else blocks
-
-    body = {**body, "tools": tools, "system": joined(system)}
-    body["messages"] = [{**m, "content": joined(m["content"])} for m in messages]
-    return {k: v for k, v in body.items() if v is not None}

@@ -7,9 +7,10 @@ in their task options. The lead call runs at once and, when it has returned
 written the prefix, since it caches a prefix once the response begins
 (build-with-claude/prompt-caching, "How prompt caching works"). Every other
 call waits on its worker, before it claims the call or reserves its tokens,
-until that key is set or ``CHORUS_CACHE__LEAD_WAIT_S`` has passed (a lead lost
-with its worker costs a wait, never an item); then it reads the cache instead
-of writing it again.
+until that key is set or ``CHORUS_CACHE__LEAD_WAIT_S`` has passed; then it
+reads the cache instead of writing it again. A call that waited the whole time
+sets the key itself, so a lead lost with its worker costs one wait (of the
+calls waiting then), never an item, and the calls after it do not wait again.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def wait_for_lead(client: redis.Redis, digest: str, wait_s: float) -> float:
     while not client.exists(key):
         waited = time.monotonic() - started
         if waited >= wait_s:
+            # The lead is lost (its worker died) or slow: this call goes, writing the
+            # prefix itself, and the calls after it stop waiting for the lost one.
+            lead_returned(client, digest)
             break
         time.sleep(min(pause, wait_s - waited))
         pause = min(pause * 2, _MAX_POLL_S)

@@ -307,3 +307,34 @@ def test_a_poll_cut_short_after_reading_still_sends_again_what_it_left(
     assert sorted(resent["indexes"]) == sorted(record["indexes"])
     stats = local_api.stats()
     assert stats["batch_paid"] == 5 and stats["duplicates_paid"] == 0
+
+
+def test_resubmitting_an_auto_batch_does_not_send_again_what_a_message_batch_holds(
+    workers: Workers, local_api: LocalAPIServer, two_a_second: None
+) -> None:
+    local_api.configure(batch_processing_s=4.0)
+    batch = Batch.submit(items(90), name="auto-again", **AUTO)
+    eventually(lambda: batch.ledger.upstream(batch.id), timeout_s=30)
+
+    # The same input under the same name, while the Message Batch is in flight.
+    again = Batch.submit(items(90), name="auto-again", **AUTO)
+    status = again.wait(TIMEOUT_S)
+
+    assert again.id == batch.id and status.count("complete") == 90
+    stats = local_api.stats()
+    assert stats["batches_created"] == 1 and stats["batch_paid"] == 60
+    assert stats["paid"] == 90 and stats["duplicates_paid"] == 0
+
+
+def test_a_message_batch_the_api_refuses_gives_its_budget_back(
+    workers: Workers, local_api: LocalAPIServer
+) -> None:
+    local_api.configure(batch_processing_s=0.3, batch_max_requests=5)
+    batch = Batch.submit(items(10), max_cost_usd=1.0, **ROUTE)
+    status = batch.wait(TIMEOUT_S)
+
+    assert status.count("failed") == 10
+    assert {r["error"]["type"] for r in batch.results(failed_only=True)} == {
+        "invalid_request_error"
+    }
+    assert status.reserved_usd == 0 and status.cost_usd == 0

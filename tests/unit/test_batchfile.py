@@ -23,7 +23,7 @@ from orchestration.batchfile import (
     read_items,
     template_fields,
 )
-from workers.models import CallRequest
+from workers.models import CHORUS_FIELDS, CallRequest
 
 SPEC = InputSpec(model="claude-sonnet-5", max_tokens=100)
 
@@ -381,7 +381,7 @@ def test_every_problem_of_a_line_is_named_at_once(tmp_path: Path) -> None:
 
 
 def test_every_request_field_chorus_sends_is_a_messages_api_parameter() -> None:
-    sent = set(CallRequest.model_fields) - {"sample"}
+    sent = set(CallRequest.model_fields) - CHORUS_FIELDS
     sdk = set(typing.get_type_hints(MessageCreateParamsNonStreaming)) | {
         "temperature",
         "top_p",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from orchestration.prefix import Leads, PrefixFinder, find_shares, mark_all
-from workers.models import CallRequest
+from workers.models import CacheSplit, CallRequest
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
 
@@ -24,8 +24,11 @@ def request(prompt: str, **fields: Any) -> CallRequest:
 
 
 def marks(r: CallRequest) -> list[dict[str, Any]]:
-    blocks: list[Any] = list(r.system) if isinstance(r.system, list) else []
-    content = r.messages[0].content
+    """The cache marks of the body ``r`` is sent as."""
+    params = r.api_params()
+    system = params.get("system")
+    blocks: list[Any] = list(system) if isinstance(system, list) else []
+    content = params["messages"][0]["content"]
     blocks += content if isinstance(content, list) else []
     return [b["cache_control"] for b in blocks if "cache_control" in b]
 
@@ -38,7 +41,8 @@ def test_items_sharing_a_long_start_have_it_split_off_and_marked() -> None:
     marked, share = finder.mark(requests[1], None)
 
     assert share is not None and share.requests == 3 and not share.system
-    first, rest = marked.messages[0].content
+    assert marked.messages == requests[1].messages  # the content as written
+    first, rest = marked.api_params()["messages"][0]["content"]  # marked when sent
     assert first == {"type": "text", "text": share.text, "cache_control": {"type": "ephemeral"}}
     assert rest == {"type": "text", "text": requests[1].messages[0].content[len(share.text) :]}
     assert share.text.endswith((" ", "\n")) and share.text.startswith(doc)
@@ -75,10 +79,11 @@ def test_a_long_shared_system_prompt_is_marked_and_the_batches_ttl_is_an_hour() 
     marked, share = finder.mark(requests[0], "1h")
 
     assert share is not None and share.system and share.text == ""
-    assert marked.system == [
+    params = marked.api_params()
+    assert params["system"] == [
         {"type": "text", "text": system, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
     ]
-    assert marked.messages == requests[0].messages
+    assert params["messages"] == requests[0].api_params()["messages"]
     assert marked.idempotency_key() == requests[0].idempotency_key()
 
 
@@ -127,7 +132,7 @@ def test_a_vote_of_identical_samples_marks_all_but_the_last_word() -> None:
     [(first, lead), *others] = marked
     assert lead is not None and lead["lead"]
     assert all(option and not option["lead"] for _, option in others)
-    cached, rest = first.messages[0].content
+    cached, rest = first.api_params()["messages"][0]["content"]
     assert rest["text"] == "ending" and cached["cache_control"] == {"type": "ephemeral"}
 
 
@@ -170,8 +175,78 @@ def test_a_call_waits_for_its_lead_and_no_longer_than_the_wait() -> None:
     started = time.monotonic()
     assert wait_for_lead(client, "d1", wait_s=0.2) >= 0.2  # no lead: it goes after the wait
     assert time.monotonic() - started < 1.0
+    assert wait_for_lead(client, "d1", wait_s=5.0) < 0.05  # and the calls after it do not wait
 
     threading.Timer(0.15, lambda: lead_returned(client, "d2")).start()
     waited = wait_for_lead(client, "d2", wait_s=5.0)
     assert 0.1 <= waited < 1.0  # it went once the lead returned, not after 5 s
     assert wait_for_lead(client, "d2", wait_s=5.0) < 0.05  # and later calls do not wait
+
+
+def test_a_first_turn_of_blocks_keeps_its_other_blocks_and_its_address() -> None:
+    doc = text(1_500)
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "AA=="},
+    }
+    requests = [
+        CallRequest.model_validate(
+            {
+                "model": "claude-sonnet-5",
+                "max_tokens": 100,
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": f"{doc} q{i}"}, image]}
+                ],
+            }
+        )
+        for i in range(3)
+    ]
+    finder = find_shares(requests)
+
+    for request in requests:
+        marked, share = finder.mark(request, None)
+        assert share is not None
+        assert marked.idempotency_key() == request.idempotency_key()
+        head, rest, last = marked.api_params()["messages"][0]["content"]
+        assert head["cache_control"] == {"type": "ephemeral"} and "cache_control" not in rest
+        assert head["text"] + rest["text"] == f"{doc} q{requests.index(request)}"
+        assert last == image
+
+
+def test_marks_an_author_wrote_stay_part_of_the_address() -> None:
+    def with_block(block: dict[str, Any]) -> CallRequest:
+        return CallRequest.model_validate(
+            {
+                "model": "claude-sonnet-5",
+                "max_tokens": 100,
+                "messages": [{"role": "user", "content": [block]}],
+            }
+        )
+
+    plain = with_block({"type": "text", "text": "hello"})
+    marked = with_block({"type": "text", "text": "hello", "cache_control": {"type": "ephemeral"}})
+    assert plain.idempotency_key() != marked.idempotency_key()
+    # A split chorus adds is not part of it.
+    assert plain.model_copy(update={"cache_split": CacheSplit(chars=3)}).idempotency_key() == (
+        plain.idempotency_key()
+    )
+
+
+def test_a_header_shared_by_two_documents_does_not_hide_each_documents_prefix() -> None:
+    header = "MEMO - internal - quarterly review - distribution: finance team only\n"
+    memos = [header + text(1_500, seed=seed) for seed in (21, 22)]
+    requests = [request(f"{memo}\n\nQ{i}?") for memo in memos for i in range(3)]
+
+    marked = mark_all(requests)
+
+    assert all(option is not None for _, option in marked)
+    assert len({option["digest"] for _, option in marked if option}) == 2
+
+
+def test_text_without_spaces_is_still_split() -> None:
+    doc = "\u8bb0" * 3_000  # a script written without spaces
+    requests = [request(f"{doc}{i}") for i in range(3)]
+
+    marked = mark_all(requests)
+
+    assert all(option is not None for _, option in marked)
