@@ -72,12 +72,17 @@ class LocalAPIState:
         return new
 
     def reset(self) -> None:
-        """Forget stats, log, cache, buckets and added script rules; keep the config.
+        """Forget stats, log, cache, buckets, Message Batches (stopping those still
+        processing) and added script rules; keep the config. Runs on the server's loop.
 
         The rules of the start-up `--script` file are part of the config, so
         they come back.
         """
         self.stats = Stats(in_flight=self.stats.in_flight)
+        # A Message Batch still processing stops: it would answer and bill into the new stats.
+        for batch in self.batches.values():
+            if batch.task is not None and not batch.task.done():
+                batch.task.cancel()
         self.batches.clear()
         self.log.clear()
         self.cache.clear()

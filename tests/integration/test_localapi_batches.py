@@ -188,3 +188,14 @@ def test_a_batch_over_its_size_limit_is_a_413(
 
     assert refused.value.status_code == 413
     assert server.stats()["batches_created"] == 0
+
+
+def test_a_reset_stops_a_message_batch_still_processing(
+    server: LocalAPIServer, client: anthropic.Anthropic
+) -> None:
+    # A batch left processing by one test must not answer, and bill, in the next.
+    server.configure(batch_processing_s=0.6)
+    client.messages.batches.create(requests=[request(f"r{i}") for i in range(3)])
+    server.reset()
+    time.sleep(1.0)
+    assert server.stats()["batch_paid"] == 0 and server.stats()["paid"] == 0
