@@ -138,7 +138,9 @@ def submit_cmd(
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"cannot read the template {template_file}: {exc}")
     if dry_run:
-        _dry_run(file, prompt_field, template, model, max_tokens, system, effort, skip_invalid)
+        _dry_run(
+            file, prompt_field, template, model, max_tokens, system, effort, skip_invalid, deadline
+        )
         return
     with_redis()
 
@@ -207,14 +209,17 @@ def _dry_run(
     system: str | None,
     effort: str | None,
     skip_invalid: bool,
+    deadline_s: float | None = None,
 ) -> None:
-    """Print what FILE would cost and take per route (orchestration.estimate); exit 2 when
+    """Print what FILE would cost and take per route (orchestration.estimate), and with a
+    deadline how ``--route auto`` would split it (orchestration.routing); exit 2 when
     lines are invalid (unless --skip-invalid)."""
     from rich.table import Table
 
     from config.settings import get_settings
     from orchestration.batchfile import BatchInputError, InputSpec
     from orchestration.estimate import estimate
+    from orchestration.routing import plan_route
 
     settings = load_settings_or_exit()
     spec = InputSpec(
@@ -253,7 +258,24 @@ def _dry_run(
         usd(found.total("worst_usd_batches")),
         "within 24 h",
     )
+    plan = None
+    if deadline_s is not None and found.items:
+        plan = plan_route(found.items, minutes, found.binding, deadline_s)
+        share = plan.realtime / found.items
+
+        def split(name: str) -> float | None:
+            full, half = found.total(name), found.total(name + "_batches")
+            return None if full is None or half is None else share * full + (1 - share) * half
+
+        table.add_row(
+            "auto",
+            usd(split("input_usd")),
+            usd(split("worst_usd")),
+            f"by the deadline ({plan.realtime:,} in real time)",
+        )
     console.print(table)
+    if plan is not None:
+        err.print(f"chorus: auto: {plan.reason}", markup=False)
     for each in found.models.values():
         err.print(
             f"chorus: {each.model}: {each.items:,} items, about {each.input_tokens:,} input "

@@ -38,7 +38,7 @@ def test_a_dry_run_sends_nothing_and_bounds_the_run_that_follows(
     )
     brief = ["--max-tokens", str(BRIEF["max_tokens"]), "--effort", BRIEF["effort"]]
 
-    done = chorus("submit", str(path), "--dry-run", *brief)
+    done = chorus("submit", str(path), "--dry-run", "--deadline", "30s", *brief)
 
     assert done.returncode == 0, done.stderr
     assert "1,000 items, nothing sent" in done.stdout
@@ -49,6 +49,11 @@ def test_a_dry_run_sends_nothing_and_bounds_the_run_that_follows(
     assert realtime and batches, done.stdout
     input_only, worst = (float(g.replace(",", "")) for g in realtime.groups())
     assert float(batches.group(2).replace(",", "")) == pytest.approx(worst / 2, rel=0.01)
+    # With a deadline, auto's split: part at the real-time price, the rest at half.
+    auto = re.search(r"auto\s*│\s*\$([\d,.]+)\s*│\s*\$([\d,.]+)", done.stdout)
+    assert auto, done.stdout
+    assert worst / 2 < float(auto.group(2).replace(",", "")) < worst  # some of each
+    assert "in real time" in done.stderr
     estimated = int(
         re.search(r"about ([\d,]+) input tokens", done.stderr).group(1).replace(",", "")
     )  # type: ignore[union-attr]
