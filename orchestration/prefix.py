@@ -167,8 +167,11 @@ def find_shares(requests: Iterable[CallRequest]) -> PrefixFinder:
 
 def _head(request: CallRequest) -> _Head | None:
     """Where ``request`` is grouped; None when it cannot be marked (already marked by its
-    author, or its first turn is not user text)."""
+    author, its first turn is not user text, or the whole prompt is shorter than the
+    model's minimum cacheable length, so no prefix of it can be cached)."""
     if request.cache_marks() or request.cache_split is not None:
+        return None
+    if estimate_input_tokens(request) < min_cache_tokens(request.model):
         return None
     first = request.messages[0]
     text = _first_text(first)
