@@ -160,14 +160,15 @@ class Batch:
             )
         if deadline_s is not None and deadline_s <= 0:
             raise BatchInputError("deadline: must be more than 0 seconds")
-        spec = InputSpec(
+        spec = InputSpec.filled(
+            settings,
             prompt_field=prompt_field,
             template=template,
-            model=model or settings.anthropic.default_model,
+            model=model,
             max_tokens=max_tokens,
             system=system,
             effort=effort,
-            max_line_bytes=max_line_bytes or settings.batch.max_line_bytes,
+            max_line_bytes=max_line_bytes,
         )
         options = Options(
             name=name,

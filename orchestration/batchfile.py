@@ -32,13 +32,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import NoneType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from config.models import DEFAULT_MAX_TOKENS, SAMPLING_PARAMS
 from workers.errors import ChorusError, InvalidRequest
 from workers.models import CHORUS_FIELDS, CallRequest
 from workers.text import find_lone_surrogate, has_lone_surrogate, may_hold_surrogate, printable
 from workers.validation import validate_request
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 DEFAULT_MAX_LINE_BYTES = 10 * 1024 * 1024
 _SKIP_CHUNK = 64 * 1024
@@ -76,6 +79,31 @@ class InputSpec:
 
     def template_fields(self) -> list[str]:
         return template_fields(self.template) if self.template is not None else []
+
+    @classmethod
+    def filled(
+        cls,
+        settings: Settings,
+        *,
+        prompt_field: str | None = None,
+        template: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        system: str | None = None,
+        effort: str | None = None,
+        max_line_bytes: int | None = None,
+    ) -> InputSpec:
+        """A spec from a submit's options, the model and line limit not given taken from
+        ``settings`` (``CHORUS_ANTHROPIC__DEFAULT_MODEL``, ``CHORUS_BATCH__MAX_LINE_BYTES``)."""
+        return cls(
+            prompt_field=prompt_field,
+            template=template,
+            model=model or settings.anthropic.default_model,
+            max_tokens=max_tokens,
+            system=system,
+            effort=effort,
+            max_line_bytes=max_line_bytes or settings.batch.max_line_bytes,
+        )
 
 
 @dataclass(frozen=True)

@@ -216,20 +216,19 @@ def _dry_run(
     lines are invalid (unless --skip-invalid)."""
     from rich.table import Table
 
-    from config.settings import get_settings
     from orchestration.batchfile import BatchInputError, InputSpec
     from orchestration.estimate import estimate
     from orchestration.routing import plan_route
 
     settings = load_settings_or_exit()
-    spec = InputSpec(
+    spec = InputSpec.filled(
+        settings,
         prompt_field=prompt_field,
         template=template,
-        model=model or settings.anthropic.default_model,
+        model=model,
         max_tokens=max_tokens,
         system=system,
         effort=effort,
-        max_line_bytes=get_settings().batch.max_line_bytes,
     )
     try:
         found = estimate(file, spec, settings)
