@@ -90,18 +90,23 @@ def batches_send(
     starts = ledger.start_many(batch_id, indexes)
     going = [i for i, start in zip(indexes, starts, strict=True) if start.verdict == "go"]
     ids = ledger.item_ids(batch_id)
+    found = [
+        (index, CallRequest.model_validate(json.loads(raw)["request"]))
+        for index, raw in zip(going, ledger.requests(batch_id, going), strict=True)
+        if raw is not None  # None: expired with the batch's other keys
+    ]
+    # Answered already (by either route)? One round trip for them all; those that
+    # were end with the stored answer, in one more.
+    stored = run_together([runtime.store.stored_command(r.idempotency_key()) for _, r in found])
     requests: list[tuple[int, CallRequest]] = []
-    answered_before = 0
-    for index, raw in zip(going, ledger.requests(batch_id, going), strict=True):
-        if raw is None:
-            continue  # expired with the batch's other keys
-        request = CallRequest.model_validate(json.loads(raw)["request"])
-        stored = runtime.store.stored(request.idempotency_key())
-        if stored is not None and stored.ok:
-            _end(runtime, batch_id, index, ids, stored.model_copy(update={"from_store": True}))
-            answered_before += 1
-            continue
-        requests.append((index, request))
+    answered: list[Command] = []
+    for (index, request), envelope in zip(found, stored, strict=True):
+        if envelope is not None and envelope.ok:
+            from_store = envelope.model_copy(update={"from_store": True})
+            answered.append(_end_command(runtime, batch_id, index, ids, from_store))
+        else:
+            requests.append((index, request))
+    run_together(answered)
     reserved: dict[int, int] = {}
     if status.max_cost_usd:
         requests, reserved = _within_budget(runtime, batch_id, requests, ids)
@@ -123,7 +128,7 @@ def batches_send(
             (batch_id, upstream.id, round), countdown=runtime.settings.batches.poll_min_s
         )
         log.info("batch %s: %d item(s) sent in Message Batch %s", batch_id, len(chunk), upstream.id)
-    return {"sent": len(requests), "from_store": answered_before, "upstream": sent}
+    return {"sent": len(requests), "from_store": len(answered), "upstream": sent}
 
 
 @app.task(name="chorus.batches_poll", bind=True, acks_late=True, max_retries=None)

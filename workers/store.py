@@ -157,8 +157,16 @@ class ResultStore:
 
     def stored(self, call_key: str) -> Envelope | None:
         """The result stored for ``call_key``, or None (read only: no claim taken)."""
-        raw = self._redis.get(keys.result(self._endpoint, call_key))
-        return None if raw is None else Envelope.model_validate_json(raw)
+        [stored] = run_together([self.stored_command(call_key)])
+        return stored  # type: ignore[no-any-return]
+
+    def stored_command(self, call_key: str) -> Command:
+        """:meth:`stored` as a command; its reply is the envelope, or None."""
+        return Command(
+            self._redis,
+            ("GET", keys.result(self._endpoint, call_key)),
+            then=lambda raw: None if raw is None else Envelope.model_validate_json(raw),
+        )
 
     def look(self, call_key: str, owner: str, *, ask_again: bool = False) -> Look:
         """:meth:`look_commands` and :meth:`looked`, sent at once."""
