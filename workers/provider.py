@@ -214,8 +214,7 @@ class Provider:
         Raises:
             ProviderError: as :meth:`send` does (the whole batch was refused).
         """
-        self._require_key()
-        with _translated(timeout_s, "batch create: "), self._clients.client() as client:
+        with self._calling(timeout_s, "batch create: ") as client:
             return client.messages.batches.create(
                 requests=requests,  # type: ignore[arg-type]
                 timeout=timeout_s,
@@ -223,24 +222,29 @@ class Provider:
 
     def retrieve_batch(self, batch_id: str, *, timeout_s: float = 30.0) -> Any:
         """The SDK's ``MessageBatch`` now. Raises ProviderError."""
-        self._require_key()
-        with _translated(timeout_s, "batch retrieve: "), self._clients.client() as client:
+        with self._calling(timeout_s, "batch retrieve: ") as client:
             return client.messages.batches.retrieve(batch_id, timeout=timeout_s)
 
     def cancel_batch(self, batch_id: str, *, timeout_s: float = 30.0) -> Any:
         """Ask the API to cancel a Message Batch; the SDK's ``MessageBatch``. Raises
         ProviderError."""
-        self._require_key()
-        with _translated(timeout_s, "batch cancel: "), self._clients.client() as client:
+        with self._calling(timeout_s, "batch cancel: ") as client:
             return client.messages.batches.cancel(batch_id, timeout=timeout_s)
 
     def batch_results(self, batch_id: str, *, timeout_s: float = 300.0) -> list[dict[str, Any]]:
         """An ended Message Batch's result lines, each as the API sent it (``custom_id``,
         ``result``). Raises ProviderError."""
-        self._require_key()
-        with _translated(timeout_s, "batch results: "), self._clients.client() as client:
+        with self._calling(timeout_s, "batch results: ") as client:
             lines = client.messages.batches.results(batch_id, timeout=timeout_s)
             return [line.to_dict() for line in lines]
+
+    @contextmanager
+    def _calling(self, timeout_s: float, what: str = "") -> Iterator[anthropic.Anthropic]:
+        """A pooled client, once the key is known to be set; the SDK's errors inside
+        raised as chorus's (:func:`_translated`, ``what`` before their message)."""
+        self._require_key()
+        with _translated(timeout_s, what), self._clients.client() as client:
+            yield client
 
     def _require_key(self) -> None:
         if not self._has_key:
@@ -263,10 +267,7 @@ class Provider:
         Raises:
             ProviderError: a subclass saying whether another attempt may help.
         """
-        if not self._has_key:
-            raise AuthenticationFailed(
-                "ANTHROPIC_API_KEY is not set in the worker's environment", 401
-            )
+        self._require_key()
         headers = {KEY_HEADER: idempotency_key}
         extra_body: dict[str, Any] | None = None
         if request.uses_sampling_params:
