@@ -196,6 +196,11 @@ class Batch:
             raise BatchNotFound(f"no batch {self.id!r} (its results may have expired)")
         return status
 
+    def message_batches(self, status: BatchStatus) -> dict[str, dict[str, Any]]:
+        """The Message Batches the items went in, by id (indexes, status, polls, counts);
+        none on the realtime route, which sends none."""
+        return self.ledger.upstream(self.id) if status.route != "realtime" else {}
+
     def wait(
         self,
         timeout_s: float | None = None,

@@ -29,7 +29,7 @@ def status_cmd(batch_ref: str, as_json: bool) -> None:
     with_redis()
     batch = get_batch(batch_ref)
     status = batch.progress()
-    upstream = batch.ledger.upstream(batch.id) if status.route != "realtime" else {}
+    upstream = batch.message_batches(status)
     if as_json:
         console.print_json(
             json.dumps({**status.model_dump(mode="json"), "message_batches": upstream})

@@ -301,8 +301,7 @@ def _follow(batch: Any, ref: str, timeout_s: float | None = None) -> None:
         interrupted(f"stopped following batch {ref}; it goes on: {goes_on}")
     except BatchNotFound as exc:
         fail(str(exc), 1)
-    upstream = batch.ledger.upstream(batch.id) if status.route != "realtime" else None
-    err.print(status_table(status, upstream))
+    err.print(status_table(status, batch.message_batches(status)))
     if status.stalled:
         raise SystemExit(3)
 
