@@ -28,6 +28,7 @@ from config.prices import Tokens
 from config.settings import Settings, get_settings
 from orchestration.batchfile import InputSpec, LineError
 from orchestration.submission import Source, source_items
+from workers.models import CallRequest
 from workers.ratelimit.estimate import estimate_input_tokens
 from workers.ratelimit.limitkey import model_family
 
@@ -69,6 +70,41 @@ class Estimate:
         """Real time: the models' families share nothing but the queue, so the slowest."""
         return max((m.minutes for m in self.models.values()), default=0.0)
 
+    def add(self, request: CallRequest, settings: Settings) -> None:
+        """Count one item: its estimated input, its output bound, its costs by route."""
+        model = self.models.setdefault(request.model, ModelEstimate(request.model))
+        estimated = estimate_input_tokens(request)
+        worst = request.worst_case_tokens(estimated)
+        model.items += 1
+        model.input_tokens += estimated
+        model.max_output_tokens += request.max_tokens
+        price = settings.price_for(request.model)
+        only_input = Tokens(input=estimated)
+        for name, tokens in (("input_usd", only_input), ("worst_usd", worst)):
+            for suffix, batch in (("", False), ("_batches", True)):
+                current = getattr(model, name + suffix)
+                if price is None or current is None:
+                    setattr(model, name + suffix, None)
+                else:
+                    setattr(
+                        model, name + suffix, current + price.cost_usd(replace(tokens, batch=batch))
+                    )
+
+    def time(self, settings: Settings) -> None:
+        """Set each model's minutes at the account's limits, once every item is counted."""
+        for model in self.models.values():
+            limits = settings.limits_for(model_family(model.model))
+            needs = [
+                (count / per_minute, name)
+                for count, per_minute, name in (
+                    (model.items, limits.requests_per_minute, "requests"),
+                    (model.input_tokens, limits.input_tokens_per_minute, "input tokens"),
+                    (model.max_output_tokens, limits.output_tokens_per_minute, "output tokens"),
+                )
+                if per_minute
+            ]
+            model.minutes, model.binding = max(needs, default=(0.0, ""))
+
     @property
     def binding(self) -> str:
         """The limit the slowest model waits for."""
@@ -89,37 +125,7 @@ def estimate(
     for entry in source_items(source, spec):
         if isinstance(entry, LineError):
             found.invalid.append(entry)
-            continue
-        request = entry.request
-        model = found.models.setdefault(request.model, ModelEstimate(request.model))
-        estimated = estimate_input_tokens(request)
-        worst = request.worst_case_tokens(estimated)
-        model.items += 1
-        model.input_tokens += estimated
-        model.max_output_tokens += request.max_tokens
-        price = settings.price_for(request.model)
-        only_input = Tokens(input=estimated)
-        for name, tokens in (("input_usd", only_input), ("worst_usd", worst)):
-            for suffix, batch in (("", False), ("_batches", True)):
-                current = getattr(model, name + suffix)
-                if price is None or current is None:
-                    setattr(model, name + suffix, None)
-                else:
-                    setattr(
-                        model, name + suffix, current + price.cost_usd(replace(tokens, batch=batch))
-                    )
-    for model in found.models.values():
-        limits = settings.limits_for(model_family(model.model))
-        needs = [
-            (model.items / limits.requests_per_minute, "requests")
-            if limits.requests_per_minute
-            else (0.0, ""),
-            (model.input_tokens / limits.input_tokens_per_minute, "input tokens")
-            if limits.input_tokens_per_minute
-            else (0.0, ""),
-            (model.max_output_tokens / limits.output_tokens_per_minute, "output tokens")
-            if limits.output_tokens_per_minute
-            else (0.0, ""),
-        ]
-        model.minutes, model.binding = max(needs)
+        else:
+            found.add(entry.request, settings)
+    found.time(settings)
     return found

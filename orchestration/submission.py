@@ -43,6 +43,7 @@ from workers.runtime import redis_client
 
 if TYPE_CHECKING:
     from orchestration.batch import Batch
+    from orchestration.estimate import Estimate
 
 CHUNK = 500
 ERRORS_KEPT = 1000
@@ -118,7 +119,14 @@ def submit(cls: type[Batch], source: Source, spec: InputSpec, options: Options) 
     """
     settings = get_settings()
     caching = options.cache and settings.cache.enabled
-    report = validate(source, spec, PrefixFinder() if caching else None)
+    # --route auto splits by what the items need at the account's limits, counted
+    # in the same pass that validates them.
+    found = None
+    if options.route == "auto":
+        from orchestration.estimate import Estimate
+
+        found = Estimate()
+    report = validate(source, spec, PrefixFinder() if caching else None, found, settings)
     if report.invalid_total and not options.skip_invalid:
         raise InvalidBatchFile(
             report.invalid, report.invalid_total, report.items + report.invalid_total
@@ -138,11 +146,9 @@ def submit(cls: type[Batch], source: Source, spec: InputSpec, options: Options) 
             f"and CHORUS_PRICES__{model}__OUTPUT_PER_MTOK=... (USD per million tokens)"
         )
 
-    if options.route == "auto":
-        from orchestration.estimate import estimate
-
+    if found is not None:
         assert options.deadline_s is not None  # Batch.submit checks it
-        found = estimate(source, spec, settings)
+        found.time(settings)
         report.plan = plan_route(report.items, found.minutes, found.binding, options.deadline_s)
     ledger = ledger_for(settings)
     try:
@@ -413,9 +419,16 @@ def source_items(source: Source, spec: InputSpec) -> Iterator[Item | LineError]:
     return items_from_objects(source, spec)
 
 
-def validate(source: Source, spec: InputSpec, prefixes: PrefixFinder | None = None) -> SubmitReport:
-    """The first pass: every line checked, nothing kept but counts, the first errors and
-    (given ``prefixes``) what the items' prompts share."""
+def validate(
+    source: Source,
+    spec: InputSpec,
+    prefixes: PrefixFinder | None = None,
+    found: Estimate | None = None,
+    settings: Settings | None = None,
+) -> SubmitReport:
+    """The first pass: every line checked, nothing kept but counts, the first errors,
+    (given ``prefixes``) what the items' prompts share and (given ``found``, priced
+    with ``settings``) what they need."""
     report = SubmitReport(prefixes=prefixes)
     for entry in source_items(source, spec):
         if isinstance(entry, LineError):
@@ -427,4 +440,6 @@ def validate(source: Source, spec: InputSpec, prefixes: PrefixFinder | None = No
             report.models.setdefault(entry.request.model, entry.line)
             if prefixes is not None:
                 prefixes.add(entry.request)
+            if found is not None:
+                found.add(entry.request, settings or get_settings())
     return report
