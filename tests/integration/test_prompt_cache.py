@@ -12,7 +12,7 @@ import pytest
 from localapi import LocalAPIServer
 from orchestration.batch import Batch
 from orchestration.client import request_from_prompt as ask
-from orchestration.patterns import voting
+from orchestration.patterns import sectioning, voting
 from tests.integration.conftest import BRIEF, Workers
 
 pytestmark = pytest.mark.integration
@@ -58,6 +58,22 @@ def test_a_vote_over_a_long_document_writes_the_cache_once_and_reads_it_four_tim
     assert usage.cache_creation_input_tokens == stats["cache_creation_input_tokens"]
     assert usage.cache_read_input_tokens == stats["cache_read_input_tokens"]
     assert usage.input_tokens == stats["input_tokens"]
+    assert result.cost_usd == pytest.approx(stats["cost_usd"], rel=1e-9)
+
+
+def test_sections_of_one_document_read_the_prefix_the_first_wrote(
+    workers: Workers, local_api: LocalAPIServer
+) -> None:
+    doc = document(4_000, seed=9)
+    aspects = ("clarity", "accuracy", "tone")
+    requests = {a: ask(f"{doc}\n\nReview it for {a} in one line.", **BRIEF) for a in aspects}
+
+    result = sectioning(requests).wait(TIMEOUT_S)
+
+    assert result.ok, result.error
+    stats = local_api.stats()
+    assert (stats["paid"], stats["cache_writes"], stats["cache_reads"]) == (3, 1, 2)
+    assert result.usage.cache_read_input_tokens == stats["cache_read_input_tokens"]
     assert result.cost_usd == pytest.approx(stats["cost_usd"], rel=1e-9)
 
 
