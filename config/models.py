@@ -67,6 +67,9 @@ class ModelRules:
     sampling: bool = False
     prefill: bool = False
     forced_tool_choice: bool = True
+    # Takes a JSON Schema in output_config.format (structured outputs); a model
+    # that does not answers it 400. Which models do: see STRUCTURED_OUTPUTS_READ.
+    structured_outputs: bool = True
     display_default: Literal["omitted", "summarized"] = "omitted"
     # Tokens per token of the 4.6-and-earlier tokenizer for the same text: the
     # newer tokenizer of Opus 4.7 and later makes "approximately 30% more"
@@ -104,6 +107,16 @@ def _row(
     return ModelRules(id=id, family=family, thinking_default=default, thinking_types=forms, **kw)
 
 
+# Which models take output_config.format. The structured-outputs page
+# (build-with-claude/structured-outputs, "generally available on the Claude API
+# for ...") names, in the copies read: Opus 4.5 to 4.8, Sonnet 4.5 and 4.6,
+# Haiku 4.5, Mythos Preview, then Sonnet 5, Fable 5 and Mythos 5; a dated
+# third-party reading of it (2026-09) adds Opus 5.5. No copy names Sonnet 5.5,
+# Haiku 5.5, Opus 5 or the Fable and Mythos 5.1 and 5.2 models: chorus sends
+# them no output_config.format and asks for the structure another way
+# (workers/structured.py); a request can still ask for it (schema method native).
+STRUCTURED_OUTPUTS_READ = "2026-11-30"
+
 _AS_51 = "prefill and forced tool choice not documented: taken as on the 5.1 model"
 _AS_OPUS_46 = "prefill not documented: refused, as on Opus 4.6"
 
@@ -111,23 +124,25 @@ MODELS: dict[str, ModelRules] = {
     row.id: row
     for row in (
         _row("claude-fable-5-2", "fable", "always", _ADAPTIVE, forced_tool_choice=False,
-             notes=_AS_51),
+             structured_outputs=False, notes=_AS_51),
         _row("claude-mythos-5-2", "mythos", "always", _ADAPTIVE, forced_tool_choice=False,
-             notes=_AS_51),
+             structured_outputs=False, notes=_AS_51),
         _row("claude-haiku-5-5", "haiku", "on", _ADAPTIVE_OR_OFF, effort_default="medium",
-             disabled_max_effort="high",
+             disabled_max_effort="high", structured_outputs=False,
              notes="sampling: temperature 1 and top_p 0.99 only; chorus refuses them all"),
         _row("claude-sonnet-5-5", "sonnet", "on", frozenset({"adaptive", "between_tools"}),
-             disabled_max_effort="high", forced_tool_choice=False),
-        _row("claude-fable-5-1", "fable", "always", _ADAPTIVE, forced_tool_choice=False),
+             disabled_max_effort="high", forced_tool_choice=False, structured_outputs=False),
+        _row("claude-fable-5-1", "fable", "always", _ADAPTIVE, forced_tool_choice=False,
+             structured_outputs=False),
         _row("claude-opus-5-5", "opus", "always", _ADAPTIVE, effort_default="medium",
              forced_tool_choice=False, min_cache_tokens=512),
-        _row("claude-mythos-5-1", "mythos", "always", _ADAPTIVE, forced_tool_choice=False),
+        _row("claude-mythos-5-1", "mythos", "always", _ADAPTIVE, forced_tool_choice=False,
+             structured_outputs=False),
         _row("claude-sonnet-5", "sonnet", "on", _ADAPTIVE_OR_OFF),
         _row("claude-fable-5", "fable", "always", _ADAPTIVE),
         _row("claude-mythos-5", "mythos", "always", _ADAPTIVE),
         _row("claude-opus-5", "opus", "on", _ADAPTIVE_OR_OFF, disabled_max_effort="high",
-             min_cache_tokens=512),
+             min_cache_tokens=512, structured_outputs=False),
         _row("claude-opus-4-8", "opus", "off", _ADAPTIVE_OR_OFF, notes=_AS_OPUS_46),
         _row("claude-opus-4-7", "opus", "off", _ADAPTIVE_OR_OFF, notes=_AS_OPUS_46,
              min_cache_tokens=4096),
@@ -206,6 +221,7 @@ def request_problem(body: Mapping[str, Any], *, api_version: str | None = None) 
         or _effort_problem(rules, body)
         or _prefill_problem(rules, body)
         or _tool_choice_problem(rules, body)
+        or _format_problem(rules, body)
     )
 
 
@@ -374,3 +390,15 @@ def _tool_choice_problem(rules: ModelRules, body: Mapping[str, Any]) -> Problem 
             f"{rules.id} cannot combine manual thinking with a forced tool choice",
         )
     return None
+
+
+def _format_problem(rules: ModelRules, body: Mapping[str, Any]) -> Problem | None:
+    config = body.get("output_config")
+    if rules.structured_outputs or not isinstance(config, Mapping) or not config.get("format"):
+        return None
+    return Problem(
+        "output_config.format",
+        "output_config.format: structured outputs are not supported for this model.",
+        f"{rules.id} takes no output_config.format (structured outputs); give the schema "
+        "to chorus (--schema) and it asks for the structure in a way the model takes",
+    )
