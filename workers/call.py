@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from config.prices import ModelPrice
+from workers import structured
 from workers.durable import TRANSIENT, retrying
 from workers.errors import (
     ChorusError,
@@ -47,7 +48,7 @@ from workers.errors import (
 )
 from workers.hooks import NO_HOOKS, CallHooks
 from workers.models import CallRequest, Envelope, ErrorInfo, Usage, sum_api_usage
-from workers.outcomes import Outcome
+from workers.outcomes import Outcome, classify
 from workers.provider import ProviderReply
 from workers.ratelimit.backend import Cost, RateLimiter, Reservation
 from workers.redisio import Command, run_together
@@ -332,6 +333,12 @@ def _attempt_until_done(
     continuations = 0
     # The reply so far of a turn a server tool paused (pause_turn).
     turn: dict[str, Any] | None = None
+    # A structured answer that was invalid is asked again (workers.structured):
+    # the conversation so far, and the usage of the answers before this one.
+    conversation = request
+    reasks = 0
+    asked_before: dict[str, Any] = {}
+    first_usage: dict[str, Any] | None = None
     while True:
         if (stop := hooks.before_reserve()) is not None:
             progress.stopped = True
@@ -400,13 +407,91 @@ def _attempt_until_done(
             # continuation is an attempt of its own, through the limiter.
             _ignore_limiter_outage(deps.limiter.settle, reservation, used, reply.limit_headers)
             continuations += 1
-            sending = request.continued(turn["content"])
+            sending = conversation.continued(turn["content"])
             cost = Cost(1, deps.estimate_input_tokens(sending), sending.max_tokens)
             continue
-        envelope = answered(key, turn, request.max_tokens, deps.price_for)
+        if request.structured is not None:
+            reading, turn = _read_structured(request, turn, asked_before)
+            first_usage = first_usage or dict(turn.get("usage") or {})
+            if (
+                reading is not None
+                and not reading.valid
+                and reasks < request.structured.reask
+                and hooks.before_reserve() is None
+            ):
+                # Invalid: the answer and the validator's message go back, and the
+                # model answers again. Each re-ask is an attempt through the limiter.
+                _ignore_limiter_outage(deps.limiter.settle, reservation, used, reply.limit_headers)
+                assert reading.problem is not None and request.schema_method is not None
+                reasks += 1
+                asked_before = dict(turn.get("usage") or {})
+                conversation = conversation.reasked(
+                    structured.reask_turns(turn, reading.problem, request.schema_method)
+                )
+                sending, turn, continuations = conversation, None, 0
+                cost = Cost(1, deps.estimate_input_tokens(sending), sending.max_tokens)
+                continue
+            envelope = _structured_envelope(
+                key, turn, request, reading, reasks, first_usage, deps.price_for
+            )
+        else:
+            envelope = answered(key, turn, request.max_tokens, deps.price_for)
         # Settled by _end, in the round trip that stores the result.
         progress.settle = (reservation, used, reply.limit_headers)
         return envelope
+
+
+def _read_structured(
+    request: CallRequest, turn: dict[str, Any], asked_before: dict[str, Any]
+) -> tuple[structured.Reading | None, dict[str, Any]]:
+    """The answer read against the schema (None when the call did not end complete,
+    which is not re-asked: a cut-off answer needs a larger max_tokens, not a second
+    try), and the turn with the usage of every call so far."""
+    assert request.structured is not None and request.schema_method is not None
+    if asked_before:
+        turn = {**turn, "usage": sum_api_usage(asked_before, turn.get("usage") or {})}
+    outcome, _ = classify(turn, request.max_tokens)
+    if outcome is not Outcome.COMPLETE:
+        return None, turn
+    return structured.read(turn, request.structured.json_schema, request.schema_method), turn
+
+
+def _structured_envelope(
+    key: str,
+    turn: dict[str, Any],
+    request: CallRequest,
+    reading: structured.Reading | None,
+    reasks: int,
+    first_usage: dict[str, Any] | None,
+    price_for: Callable[[str], ModelPrice | None],
+) -> Envelope:
+    """The envelope of a structured call: ``data`` when valid, ``invalid_output`` when the
+    answer stayed invalid, the re-asks counted and their cost apart."""
+    envelope = answered(key, turn, request.max_tokens, price_for)
+    extra: dict[str, Any] = {"reasks": reasks}
+    model = turn.get("model")
+    price = price_for(model) if isinstance(model, str) else None
+    if reasks and price is not None and envelope.cost_usd is not None and first_usage:
+        first = price.cost_usd(Usage.from_api(first_usage).tokens())
+        extra["reask_cost_usd"] = max(0.0, envelope.cost_usd - first)
+    if reading is None:
+        if envelope.error is not None and envelope.outcome is Outcome.TRUNCATED:
+            # A structured answer cut short is not JSON: asking again would cut it again.
+            why = envelope.error.message + "; a structured answer cut short is not valid JSON"
+            extra["error"] = envelope.error.model_copy(update={"message": why})
+    elif reading.valid:
+        extra["data"] = reading.data
+    else:
+        after = f" after {reasks} re-ask{'' if reasks == 1 else 's'}" if reasks else ""
+        extra.update(
+            ok=False,
+            outcome=Outcome.INVALID_OUTPUT,
+            error=ErrorInfo(
+                type=Outcome.INVALID_OUTPUT.value,
+                message=f"{reading.problem}{after}; raise --reask, or loosen the schema",
+            ),
+        )
+    return envelope.model_copy(update=extra)
 
 
 def _continued_turn(turn: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:

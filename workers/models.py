@@ -71,7 +71,38 @@ class MessageParam(_Model):
 
 
 # CallRequest's fields that are chorus's own, never sent to the API as they are.
-CHORUS_FIELDS = frozenset({"sample", "cache_split"})
+CHORUS_FIELDS = frozenset({"sample", "cache_split", "structured"})
+# How many follow-up calls a structured answer gets at most when it is invalid.
+MAX_REASKS = 10
+
+
+class Structured(_Model):
+    """A JSON Schema the answer must match, and how it is asked for (``workers.structured``).
+
+    ``json_schema``: the schema (a JSON object; Draft 2020-12 unless its
+    ``$schema`` names another dialect). ``method``: ``auto`` (by the model:
+    ``output_config.format`` where it takes structured outputs, else a forced
+    tool call, else the schema in the system prompt), or ``native``, ``tool``,
+    ``prompt``. ``reask``: follow-up calls when an answer is invalid, each
+    sending the answer and the validator's message back (0 to 10).
+    ``name``: what the schema is called (a pydantic model's class name), for
+    people; not sent.
+    """
+
+    json_schema: dict[str, Any]
+    method: Literal["auto", "native", "tool", "prompt"] = "auto"
+    reask: int = Field(1, ge=0, le=MAX_REASKS)
+    name: str | None = Field(None, max_length=200)
+
+    @field_validator("json_schema")
+    @classmethod
+    def _a_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from workers.structured import check_schema
+
+        problem = check_schema(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class CacheSplit(_Model):
@@ -150,6 +181,9 @@ class CallRequest(_Model):
     # chorus's own: where to mark a prefix shared with other requests for the prompt
     # cache (orchestration.prefix). Applied by api_params; not part of the content address.
     cache_split: CacheSplit | None = None
+    # chorus's own: the JSON Schema the answer must match (workers.structured). Applied
+    # by api_params in the way the model takes; part of the content address.
+    structured: Structured | None = None
 
     @field_validator("stop_sequences")
     @classmethod
@@ -178,6 +212,44 @@ class CallRequest(_Model):
         return data
 
     @model_validator(mode="after")
+    def _one_schema(self) -> CallRequest:
+        if self.structured is None:
+            return self
+        if (self.output_config or {}).get("format") is not None:
+            raise ValueError(
+                "structured: give the schema once, as chorus's schema or as "
+                "output_config.format, not both"
+            )
+        method = self.structured.method
+        if method == "tool" and self.tool_choice is not None:
+            raise ValueError(
+                "structured: the tool method forces its own tool_choice; this request "
+                "sets one already"
+            )
+        if method == "tool" and self.structured.json_schema.get("type") != "object":
+            raise ValueError(
+                "structured: the tool method needs a schema whose root is an object "
+                "(a tool's input is one)"
+            )
+        return self
+
+    @property
+    def schema_method(self) -> str | None:
+        """How the structure is asked of this request's model (``workers.structured``),
+        None without a schema."""
+        if self.structured is None:
+            return None
+        from workers.structured import resolve_method
+
+        return resolve_method(
+            self.model,
+            self.structured.method,
+            self.structured.json_schema,
+            tool_choice=self.tool_choice,
+            thinking=self.thinking,
+        )
+
+    @model_validator(mode="after")
     def _rules_of_the_model(self) -> CallRequest:
         # The rules the API enforces per model (config.models): refused here,
         # before anything is enqueued, rather than as a 400 on every item.
@@ -196,7 +268,17 @@ class CallRequest(_Model):
         """
         body = {name: getattr(self, name) for name in RULED_FIELDS}
         body["messages"] = [self.messages[-1].model_dump(mode="json", exclude_none=True)]
-        return {name: value for name, value in body.items() if value is not None}
+        body = {name: value for name, value in body.items() if value is not None}
+        if self.structured is not None:
+            # The rules see what is sent: the format, or the forced tool choice.
+            self._ask_structure(body)
+        return body
+
+    def _ask_structure(self, params: dict[str, Any]) -> None:
+        from workers.structured import apply
+
+        assert self.structured is not None and self.schema_method is not None
+        apply(params, self.structured.json_schema, self.schema_method)
 
     @property
     def uses_sampling_params(self) -> bool:
@@ -210,6 +292,8 @@ class CallRequest(_Model):
             exclude_none=True,
             exclude={*CHORUS_FIELDS, "temperature", "top_p", "top_k"},
         )
+        if self.structured is not None:
+            self._ask_structure(params)
         if self.cache_split is not None:
             self.cache_split.apply(params)
         return params
@@ -224,6 +308,7 @@ class CallRequest(_Model):
     def worst_case_tokens(self, estimated_input: int) -> Tokens:
         """The most this call can bill, for a budget: ``max_tokens`` of output, and the
         estimated input written to the cache at the dearest TTL it marks, if it marks one.
+        A structured request counts its re-asks too, each carrying the answers before it.
 
         A web search tool counts its ``max_uses`` searches (5 when it sets none).
         """
@@ -235,13 +320,19 @@ class CallRequest(_Model):
             for tool in self.tools or []
             if str(tool.get("type", "")).startswith("web_search")
         )
+        if self.structured is not None and self.structured.reask:
+            # Each re-ask is a call of its own that carries the answers before it.
+            calls = 1 + self.structured.reask
+            estimated_input = calls * estimated_input + self.max_tokens * (calls - 1) * calls // 2
+            web_searches *= calls
+            output = self.max_tokens * calls
+        else:
+            output = self.max_tokens
         if not ttls:
-            return Tokens(
-                input=estimated_input, output=self.max_tokens, web_search_requests=web_searches
-            )
+            return Tokens(input=estimated_input, output=output, web_search_requests=web_searches)
         one_hour = estimated_input if "1h" in ttls else 0
         return Tokens(
-            output=self.max_tokens,
+            output=output,
             cache_write=estimated_input,
             cache_write_1h=one_hour,
             web_search_requests=web_searches,
@@ -269,6 +360,12 @@ class CallRequest(_Model):
         """
         turn = MessageParam.model_construct(role="assistant", content=content)
         return self.model_copy(update={"messages": [*self.messages, turn]})
+
+    def reasked(self, turns: list[dict[str, Any]]) -> CallRequest:
+        """This request followed by ``turns`` (an invalid structured answer and the
+        re-ask, ``workers.structured.reask_turns``)."""
+        added = [MessageParam.model_construct(**turn) for turn in turns]
+        return self.model_copy(update={"messages": [*self.messages, *added]})
 
     def idempotency_key(self) -> str:
         """The call's content address: equal requests share it, samples do not.
@@ -299,6 +396,9 @@ class CallRequest(_Model):
         elif self.system:
             parts.extend(b["text"] for b in self.system)
         parts.extend(m.text() for m in self.messages)
+        if self.structured is not None:
+            # Sent in one form or another (format, tool, system prompt): input all the same.
+            parts.append(json.dumps(self.structured.json_schema))
         return "\n".join(parts)
 
     def preview(self, limit: int = 80) -> str:
@@ -468,6 +568,13 @@ class Envelope(BaseModel):
     # (not Anthropic's prompt cache: that is usage.cache_read_input_tokens).
     from_store: bool = False
     error: ErrorInfo | None = None
+    # A structured request's answer (workers.structured): the parsed value when it
+    # matches the schema (else None, and outcome invalid_output says why); the
+    # follow-up calls made because an answer was invalid, and what they cost
+    # (part of cost_usd; the message's usage sums every call's).
+    data: Any = None
+    reasks: int = 0
+    reask_cost_usd: float = 0.0
 
     @model_validator(mode="before")
     @classmethod

@@ -30,6 +30,7 @@ class Outcome(StrEnum):
     PAUSED_TURN = "paused_turn"  # pause_turn, still paused after chorus's continuations
     EMPTY = "empty"  # a natural end with no text and no tool call
     INCOMPLETE = "incomplete"  # a stop reason chorus does not know
+    INVALID_OUTPUT = "invalid_output"  # a structured answer that stayed invalid after re-asks
     FAILED = "failed"  # no message: the call failed (the error says why)
 
     @property
