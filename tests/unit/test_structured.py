@@ -104,7 +104,7 @@ def test_the_prompt_method_keeps_the_requests_own_system_prompt() -> None:
 
 
 def test_a_method_the_model_refuses_is_refused_before_anything_is_sent() -> None:
-    with pytest.raises(ValidationError, match="takes no output_config.format"):
+    with pytest.raises(ValidationError, match=r"takes no output_config\.format"):
         request("claude-sonnet-5-5", method="native")
     with pytest.raises(ValidationError, match="refuses a forced tool choice"):
         request("claude-sonnet-5-5", method="tool")
