@@ -209,6 +209,8 @@ class Vote(Pattern):
     normalize: str = "text"
     min_success: int | float = DEFAULT_MIN_SUCCESS
     judge_model: str | None = None
+    # Structured samples (a request with a schema): a majority per field, or whole.
+    vote_on: Literal["field", "whole"] = "field"
     # Extra task options: a batch item's vote tells its samples and its fan-in
     # which item they serve.
     call_options: dict[str, Any] | None = None
@@ -222,6 +224,8 @@ class Vote(Pattern):
             raise PatternError(f"normalize: one of {', '.join(sorted(NORMALIZERS))}")
         if self.strategy not in ("majority", "judge"):
             raise PatternError("strategy: 'majority' or 'judge'")
+        if self.vote_on not in ("field", "whole"):
+            raise PatternError("vote_on: 'field' or 'whole'")
 
     def labels(self) -> list[str]:
         return [f"sample {i}" for i in range(self.n)]
@@ -259,6 +263,7 @@ class Vote(Pattern):
                 n=self.n,
                 question=self.request.prompt_text(),
                 judge_model=self.judge_model or self.request.model,
+                vote_on=self.vote_on,
             ),
         )
         return chord(header, _fan_in(spec, self.fan_in_options))
@@ -327,8 +332,13 @@ def voting(
     normalize: str = "text",
     min_success: int | float = DEFAULT_MIN_SUCCESS,
     judge_model: str | None = None,
+    vote_on: Literal["field", "whole"] = "field",
 ) -> Handle:
-    """Start ``n`` samples of one request and pick the consensus or the best."""
+    """Start ``n`` samples of one request and pick the consensus or the best.
+
+    A request with a schema (``structured``) votes on the parsed values: each
+    field's majority (``vote_on="field"``) or the whole value's (``"whole"``).
+    """
     return Vote(
         request,
         n=n,
@@ -337,6 +347,7 @@ def voting(
         normalize=normalize,
         min_success=min_success,
         judge_model=judge_model,
+        vote_on=vote_on,
     ).start()
 
 

@@ -15,7 +15,9 @@ def money(cost: float | None) -> str:
 
 def print_pattern(result: PatternResult, console: Console, err: Console) -> None:
     """The merged text on stdout; the tables and the summary on stderr."""
-    if result.ok:
+    if result.ok and result.data is not None:
+        console.print_json(data=result.data)
+    elif result.ok:
         console.print(result.text, markup=False, highlight=False)
 
     branches = Table(title="branches", title_justify="left")
@@ -40,6 +42,22 @@ def print_pattern(result: PatternResult, console: Console, err: Console) -> None
         )
     err.print(branches)
 
+    if result.fields is not None:
+        fields = Table(title="votes per field", title_justify="left")
+        for column in ("field", "value", "agreement", "others"):
+            fields.add_column(column)
+        for name, vote in result.fields.items():
+            others = "; ".join(f"{r.text[:20]} x{r.count}" for r in vote.rows[1:4])
+            fields.add_row(
+                escape(name),
+                escape(vote.rows[0].text[:40]),
+                f"{vote.agreement:.0%}",
+                escape(others),
+            )
+        err.print(fields)
+        for vote in result.fields.values():
+            if vote.tie_break:
+                err.print(f"tie broken: {vote.tie_break}", markup=False)
     if result.votes is not None:
         votes = Table(title="votes", title_justify="left")
         for column in ("answer", "votes", "samples"):

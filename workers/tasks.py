@@ -40,7 +40,7 @@ from workers.durable import TRANSIENT
 from workers.errors import TaskFailed
 from workers.fanin.combine import FanInSpec, fan_in
 from workers.fanin.results import PatternResult
-from workers.fanin.voting import VoteBoard, normalize
+from workers.fanin.voting import VoteBoard, canonical_json, normalize
 from workers.hooks import NO_HOOKS, CallHooks
 from workers.items import BatchOption, fail_item, finish_pattern_item, run_item, state_of
 from workers.ledger import ItemState
@@ -320,7 +320,10 @@ def _call(task: Task, runtime: Runtime, request: dict[str, Any], opts: TaskOptio
             look=first.look,
         )
     if hooks is not None and vote is not None and envelope.ok:
-        hooks.board.record(vote.id, vote.n, normalize(envelope.text, vote.normalize))
+        # A structured answer votes with its value's canonical JSON (a per-field vote
+        # stops early only when whole answers already agree).
+        said = envelope.text if envelope.data is None else canonical_json(envelope.data)
+        hooks.board.record(vote.id, vote.n, normalize(said, vote.normalize))
     return envelope
 
 

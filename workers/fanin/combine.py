@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from workers.fanin.results import Branch, MinSuccess, PatternKind, PatternResult
-from workers.fanin.voting import tally
+from workers.fanin.voting import tally, tally_values, vote_fields
 from workers.models import CallRequest, Envelope, ErrorInfo, Usage
 
 
@@ -44,6 +44,8 @@ class VoteSpec(_Spec):
     # The producer sets it (by default the samples' own model).
     judge_model: str = ""
     judge_max_tokens: int = Field(1024, ge=1)
+    # Structured samples: a majority per field, or over the whole value.
+    vote_on: Literal["field", "whole"] = "field"
 
 
 class FanInSpec(_Spec):
@@ -89,6 +91,8 @@ def fan_in(results: Sequence[Any], spec: FanInSpec, call: Caller) -> PatternResu
     if spec.kind == "section" and spec.merge == "concat":
         result.ok = True
         result.text = concatenate(branches)
+        if any(b.data is not None for b in branches):
+            result.data = {b.label: b.data for b in branches if b.ok}
         return result
     assert spec.synthesis is not None, "a synthesis needs its instruction"
     envelope = call(synthesis_request(spec.synthesis, branches))
@@ -164,7 +168,7 @@ def synthesis_request(spec: SynthesisSpec, branches: Sequence[Branch]) -> CallRe
         if missing
         else ""
     )
-    sections = "\n\n".join(f"## {b.label}\n\n{b.text.strip()}" for b in done)
+    sections = "\n\n".join(f"## {b.label}\n\n{_as_shown(b)}" for b in done)
     prompt = (
         f"{spec.instruction}\n\nBelow are the outputs of {len(done)} independent "
         f"analyses run in parallel.{note}\n\n{sections}"
@@ -184,7 +188,7 @@ JUDGE_MARKER = "Pick the best answer."
 
 def judge_request(spec: VoteSpec, samples: Sequence[Branch]) -> CallRequest:
     answers = "\n\n".join(
-        f'<answer index="{i}">\n{s.text.strip()}\n</answer>' for i, s in enumerate(samples) if s.ok
+        f'<answer index="{i}">\n{_as_shown(s)}\n</answer>' for i, s in enumerate(samples) if s.ok
     )
     prompt = (
         f"Several answers were sampled for the same request. {JUDGE_MARKER}\n\n"
@@ -219,15 +223,33 @@ def parse_judgement(text: str, valid: Sequence[int]) -> tuple[int, str] | None:
     return best, str(data.get("reason", "")).strip()
 
 
+def _as_shown(branch: Branch) -> str:
+    """A branch's answer as a synthesis or a judge reads it: a structured one's parsed
+    value as indented JSON, in a fence; text as it came."""
+    if branch.data is None:
+        return branch.text.strip()
+    return "```json\n" + json.dumps(branch.data, indent=2, ensure_ascii=False) + "\n```"
+
+
 def _vote(result: PatternResult, spec: VoteSpec, call: Caller) -> PatternResult:
-    counted = tally(result.branches, spec.normalize)
-    result.votes = counted.rows
-    result.agreement = counted.agreement
-    result.tie_break = counted.tie_break
-    assert counted.winner is not None  # at least one sample succeeded
-    result.winner = counted.winner.answer
+    structured = [b for b in result.branches if b.ok and b.data is not None]
+    if structured and spec.vote_on == "field" and all(isinstance(b.data, dict) for b in structured):
+        _vote_per_field(result, spec)
+    else:
+        if structured:
+            values = [(i, b.data) for i, b in enumerate(result.branches) if b.ok]
+            counted = tally_values(values, spec.normalize)
+        else:
+            counted = tally(result.branches, spec.normalize)
+        result.votes = counted.rows
+        result.agreement = counted.agreement
+        result.tie_break = counted.tie_break
+        assert counted.winner is not None  # at least one sample succeeded
+        result.winner = counted.winner.answer
+        winner = result.branches[counted.winner.samples[0]]
+        result.text = counted.winner.text if winner.data is None else winner.text
+        result.data = winner.data
     result.ok = True
-    result.text = counted.winner.text
     if spec.strategy == "majority":
         return result
 
@@ -244,5 +266,19 @@ def _vote(result: PatternResult, spec: VoteSpec, call: Caller) -> PatternResult:
     best, why = judgement
     result = _with_fan_in_call(result, envelope, text=result.branches[best].text)
     result.winner = f"sample {best}"
+    result.data = result.branches[best].data
     result.judge_reason = why
     return result
+
+
+def _vote_per_field(result: PatternResult, spec: VoteSpec) -> None:
+    """Each field's majority (``workers.fanin.voting.vote_fields``): the merged value is
+    the winning fields, its agreement the weakest field's."""
+    fields = vote_fields(result.branches, spec.normalize)
+    result.fields = fields
+    result.data = {name: vote.value for name, vote in fields.items()}
+    result.text = json.dumps(result.data, ensure_ascii=False)
+    result.agreement = min((v.agreement for v in fields.values()), default=None)
+    ties = [v.tie_break for v in fields.values() if v.tie_break]
+    result.tie_break = "; ".join(ties) if ties else None
+    result.winner = "per field"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -64,6 +65,8 @@ class Branch(BaseModel):
     cost_usd: float | None = 0.0
     calls: int = 0
     from_store: bool = False
+    # A structured answer's value (workers.structured); ``text`` is then its JSON.
+    data: Any = None
 
     @model_validator(mode="before")
     @classmethod
@@ -98,14 +101,19 @@ class Branch(BaseModel):
             )
         envelope = Envelope.model_validate(raw)
         ok, error = envelope.ok, envelope.error
-        if ok and not envelope.text.strip():
+        text = envelope.text
+        if envelope.data is not None:
+            # A structured answer is its value, as JSON (a tool call's has no text at all).
+            text = json.dumps(envelope.data, ensure_ascii=False)
+        if ok and not text.strip():
             ok = False  # complete, but a tool call alone: nothing to merge or vote on
             error = ErrorInfo(type="no_text", message="the answer holds no text (a tool call)")
         return cls(
             label=label,
             ok=ok,
             outcome=envelope.outcome.value,
-            text=envelope.text,
+            text=text,
+            data=envelope.data,
             error=error,
             usage=envelope.usage,
             # A stored answer cost nothing this time.
@@ -120,6 +128,16 @@ class VoteRow(BaseModel):
     text: str  # the first sample's own wording
     count: int
     samples: list[int]
+
+
+class FieldVote(BaseModel):
+    """One field's vote over structured samples: its winning value, how many samples
+    gave it of those that answered, and the rows (``answer``: the value's normal form)."""
+
+    value: Any = None
+    agreement: float
+    rows: list[VoteRow]
+    tie_break: str | None = None
 
 
 class PatternResult(BaseModel):
@@ -146,5 +164,10 @@ class PatternResult(BaseModel):
     agreement: float | None = None
     tie_break: str | None = None
     judge_reason: str | None = None
+    # Structured answers (workers.structured): the merged value (a vote's winner, a
+    # per-field vote's winning fields, a concat section's values by label), and a
+    # per-field vote's fields; ``agreement`` is then the weakest field's.
+    data: Any = None
+    fields: dict[str, FieldVote] | None = None
     # The fan-in's own call (a synthesis or a judge), when there was one.
     fan_in_call: Envelope | None = None

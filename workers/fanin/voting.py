@@ -10,6 +10,11 @@ normalisers:
 - ``number``: the first number in the text ("The answer is 42." -> "42").
 - ``choice``: the first standalone option letter A-J ("(B) Helios" -> "b").
 
+Structured answers (``workers.structured``) vote per field (:func:`vote_fields`:
+each field's majority, with its agreement) or on the whole value
+(:func:`tally_values`); strings in them are compared by the normaliser, every
+other value by its canonical JSON.
+
 A tie is broken by the lowest sample index among the tied answers' first
 samples: the same samples always give the same winner, whatever order they
 finished in, and the result says a tie was broken and how.
@@ -17,14 +22,16 @@ finished in, and the result says a tie was broken and how.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from workers import keys
-from workers.fanin.results import Branch, VoteRow
+from workers.fanin.results import Branch, FieldVote, VoteRow
 
 _SPACE = re.compile(r"\s+")
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
@@ -103,6 +110,71 @@ def tally(samples: Sequence[Branch], mode: str = "text") -> Tally:
         )
     valid = sum(r.count for r in ordered)
     return Tally(ordered, winner, winner.count / valid, tie_break)
+
+
+def tally_values(
+    values: Sequence[tuple[int, Any]], mode: str = "text", what: str = "answers"
+) -> Tally:
+    """Count structured values (``(sample index, value)``, in sample order) as
+    :func:`tally` counts texts: a string by ``mode``'s normal form, anything else by
+    its canonical JSON (keys sorted), so ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}``
+    agree. Ties: the lowest first sample index wins, as for texts."""
+    rows: dict[str, VoteRow] = {}
+    for index, value in values:
+        answer = normalize(value, mode) if isinstance(value, str) else canonical_json(value)
+        row = rows.get(answer)
+        if row is None:
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            rows[answer] = VoteRow(answer=answer, text=shown, count=1, samples=[index])
+        else:
+            row.count += 1
+            row.samples.append(index)
+    ordered = sorted(rows.values(), key=lambda r: (-r.count, r.samples[0]))
+    if not ordered:
+        return Tally([], None, None, None)
+    winner = ordered[0]
+    tied = [r for r in ordered if r.count == winner.count]
+    tie_break = None
+    if len(tied) > 1:
+        names = ", ".join(f"{_clip(r.answer)!r} (sample {r.samples[0]})" for r in tied[:4])
+        more = f" and {len(tied) - 4} more" if len(tied) > 4 else ""
+        tie_break = (
+            f"{len(tied)} {what} tied at {winner.count} votes: {names}{more}; chose "
+            f"{_clip(winner.answer)!r}, the one whose first sample has the lowest index"
+        )
+    return Tally(ordered, winner, winner.count / sum(r.count for r in ordered), tie_break)
+
+
+def vote_fields(samples: Sequence[Branch], mode: str = "text") -> dict[str, FieldVote]:
+    """Each field's majority over the successful samples whose value is an object.
+
+    Fields come in the order samples first give them; a sample without a field
+    casts no vote on it, so a field's agreement is its winner's count over the
+    samples that gave that field. The winning value is the first sample's own.
+    """
+    given: dict[str, list[tuple[int, Any]]] = {}
+    for index, sample in enumerate(samples):
+        if sample.ok and isinstance(sample.data, dict):
+            for name, value in sample.data.items():
+                given.setdefault(name, []).append((index, value))
+    fields: dict[str, FieldVote] = {}
+    for name, values in given.items():
+        counted = tally_values(values, mode, what=f"values of {name!r}")
+        assert counted.winner is not None and counted.agreement is not None
+        first = counted.winner.samples[0]
+        value = next(v for i, v in values if i == first)
+        fields[name] = FieldVote(
+            value=value,
+            agreement=counted.agreement,
+            rows=counted.rows,
+            tie_break=counted.tie_break,
+        )
+    return fields
+
+
+def canonical_json(value: Any) -> str:
+    """``value`` as JSON with sorted keys and no spaces: equal values, equal strings."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def _clip(answer: str, width: int = 40) -> str:
