@@ -12,13 +12,15 @@ batch's state goes through its :class:`~workers.ledger.Ledger`.
 
 from __future__ import annotations
 
+import csv
 import json
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO, TypeVar
 
 import redis
+from pydantic import BaseModel, ValidationError
 
 from config.settings import get_settings
 from orchestration.batchfile import BatchInputError, InputSpec
@@ -37,7 +39,8 @@ from orchestration.submission import (
 )
 from workers.errors import ChorusError
 from workers.ledger import NOT_SENT, STATE_NAMES, BatchStatus, ItemState, Ledger
-from workers.models import CallRequest
+from workers.models import CallRequest, Structured
+from workers.structured import spec as spec_for_schema
 from workers.validation import validate_request
 
 ResultFormat = Literal["chorus", "batches"]
@@ -52,6 +55,16 @@ __all__ = [
     "recall",
     "remember",
 ]
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _first_error(exc: Exception) -> str:
+    """A schema's problem in one line: pydantic's first error message, or the exception's."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    return str(exc)
 
 
 class BatchNotFound(ChorusError, LookupError):
@@ -113,6 +126,9 @@ class Batch:
         route: Literal["realtime", "batches", "auto"] = "realtime",
         deadline_s: float | None = None,
         cache: bool = True,
+        schema: Mapping[str, Any] | type[BaseModel] | None = None,
+        reask: int = 1,
+        schema_method: str = "auto",
     ) -> Batch:
         """Validate ``source`` (a JSONL path, or item dicts), then enqueue its items.
 
@@ -134,7 +150,12 @@ class Batch:
         taking back what is still unfinished there as the deadline nears
         (``orchestration.routing``). ``cache``: mark the
         prefix items share for the prompt cache, one item writing it before the
-        rest read it (``orchestration.prefix``); off with False.
+        rest read it (``orchestration.prefix``); off with False. ``schema``: a
+        JSON Schema dict or a pydantic model class every answer must match
+        (``workers.structured``): asked for as each model takes it
+        (``schema_method``: auto, native, tool, prompt), validated on the worker,
+        asked again up to ``reask`` times when invalid; the value is each result's
+        ``data`` (``Batch.parsed`` gives model instances).
 
         Raises:
             InvalidBatchFile: lines are invalid (nothing enqueued), unless ``skip_invalid``.
@@ -160,6 +181,14 @@ class Batch:
             )
         if deadline_s is not None and deadline_s <= 0:
             raise BatchInputError("deadline: must be more than 0 seconds")
+        structured = None
+        if schema is not None:
+            try:
+                structured = Structured.model_validate(
+                    spec_for_schema(schema, reask=reask, method=schema_method)
+                ).model_dump(mode="json", exclude_none=True)
+            except (TypeError, ValidationError) as exc:
+                raise BatchInputError(f"schema: {_first_error(exc)}") from None
         spec = InputSpec.filled(
             settings,
             prompt_field=prompt_field,
@@ -169,6 +198,7 @@ class Batch:
             system=system,
             effort=effort,
             max_line_bytes=max_line_bytes,
+            structured=structured,
         )
         options = Options(
             name=name,
@@ -239,6 +269,19 @@ class Batch:
 
     # --- results -----------------------------------------------------------
 
+    def parsed(self, model: type[_M]) -> Iterator[tuple[str, _M | None]]:
+        """(item id, its answer as an instance of ``model``) in input order: None for an
+        item without a valid value (failed, ``invalid_output``, not ended yet).
+
+        ``model``: the pydantic class the batch's schema came from (``schema=``).
+
+        Raises:
+            pydantic.ValidationError: a value does not fit ``model``.
+        """
+        for record in self.results():
+            data = record.get("data")
+            yield record["id"], None if data is None else model.model_validate(data)
+
     def results(
         self, *, failed_only: bool = False, fmt: ResultFormat = "chorus"
     ) -> Iterator[dict[str, Any]]:
@@ -272,6 +315,22 @@ class Batch:
             for record in self.results(failed_only=failed_only, fmt=fmt):
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 written += 1
+        return written
+
+    def write_table(self, out: TextIO, fields: Sequence[str] | None = None) -> int:
+        """Write the structured answers as CSV to ``out``: a header, then one row per
+        input item in input order (``orchestration.result_formats.table_rows``);
+        returns the items written. ``fields``: the columns of each item's ``data``,
+        by default the first value's own fields."""
+        from orchestration.result_formats import table_fields, table_rows
+
+        if fields is None:
+            fields = table_fields(self.results())
+        writer = csv.writer(out)
+        written = -1
+        for row in table_rows(self.results(), fields):
+            writer.writerow(row)
+            written += 1
         return written
 
     # --- control -----------------------------------------------------------

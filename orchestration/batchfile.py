@@ -76,6 +76,9 @@ class InputSpec:
     # output_config.effort for items that set none.
     effort: str | None = None
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    # The JSON Schema every answer must match, as a request's ``structured`` field
+    # (workers.structured.spec), for items that set none.
+    structured: dict[str, Any] | None = None
 
     def template_fields(self) -> list[str]:
         return template_fields(self.template) if self.template is not None else []
@@ -92,6 +95,7 @@ class InputSpec:
         system: str | None = None,
         effort: str | None = None,
         max_line_bytes: int | None = None,
+        structured: dict[str, Any] | None = None,
     ) -> InputSpec:
         """A spec from a submit's options, the model and line limit not given taken from
         ``settings`` (``CHORUS_ANTHROPIC__DEFAULT_MODEL``, ``CHORUS_BATCH__MAX_LINE_BYTES``)."""
@@ -103,6 +107,7 @@ class InputSpec:
             system=system,
             effort=effort,
             max_line_bytes=max_line_bytes or settings.batch.max_line_bytes,
+            structured=structured,
         )
 
 
@@ -306,6 +311,8 @@ def _item(number: int, obj: Any, spec: InputSpec, fields: list[str]) -> Item | L
         data["system"] = spec.system
     if spec.effort:
         data["output_config"] = {"effort": spec.effort}
+    if spec.structured:
+        data["structured"] = spec.structured
     return _validated(number, item_id, data)
 
 
@@ -350,6 +357,8 @@ def _batches_line(number: int, obj: dict[str, Any], spec: InputSpec) -> Item | L
             data["output_config"] = {"effort": spec.effort}
         elif isinstance(config, dict) and "effort" not in config:
             data["output_config"] = {**config, "effort": spec.effort}
+    if spec.structured:
+        data["structured"] = spec.structured
     return _validated(number, obj["custom_id"], data, prefix="params.")
 
 

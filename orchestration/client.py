@@ -7,16 +7,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from celery.canvas import Signature
 from celery.result import AsyncResult
+from pydantic import BaseModel
 
 from config.models import DEFAULT_MAX_TOKENS
 from config.settings import get_settings
 from workers.app import app
 from workers.errors import TaskFailed
 from workers.models import CallRequest, Envelope
+from workers.structured import spec as structured_spec
 from workers.validation import validate_request
 
 CALL_TASK = "chorus.call"
@@ -29,13 +32,20 @@ def request_from_prompt(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     system: str | None = None,
     effort: str | None = None,
+    schema: Mapping[str, Any] | type[BaseModel] | None = None,
+    reask: int = 1,
+    schema_method: str = "auto",
     **params: Any,
 ) -> CallRequest:
     """A validated one-turn request.
 
     ``effort``: ``output_config.effort`` (low, medium, high, xhigh, max), how
     much the model thinks where it thinks; thinking counts against
-    ``max_tokens``. Other keyword arguments are Messages API parameters.
+    ``max_tokens``. ``schema``: a JSON Schema dict or a pydantic model class the
+    answer must match (``workers.structured``; ``reask`` follow-ups when it does
+    not, asked by ``schema_method``); the envelope's ``data`` is the value and
+    ``Envelope.parsed(Model)`` the instance. Other keyword arguments are
+    Messages API parameters.
 
     Raises:
         InvalidRequest: naming the bad field (or the model's rule it breaks).
@@ -50,6 +60,8 @@ def request_from_prompt(
         data["output_config"] = {**data.get("output_config", {}), "effort": effort}
     if system is not None:
         data["system"] = system
+    if schema is not None:
+        data["structured"] = structured_spec(schema, reask=reask, method=schema_method)
     return validate_request(data)
 
 

@@ -13,7 +13,9 @@ answer), ``outcome`` (``complete``, ``truncated``, ``truncated_by_thinking``,
 ``state``, ``text`` (the text blocks joined: ``workers.outcomes.answer_text``),
 then the message's own fields as received (``model``, ``message_id``,
 ``content``, ``stop_reason``, ``stop_sequence``, ``stop_details``, ``usage``),
-``cost_usd``, ``calls``, ``delivery``, ``from_store`` and ``error``.
+``cost_usd``, ``calls``, ``delivery``, ``from_store`` and ``error``; a structured
+answer's item adds ``data`` (the value, valid against the schema), ``reasks``
+and ``reask_cost_usd`` (``workers.structured``).
 
 **The Batches API's format**, one line per ended request, each a
 ``MessageBatchIndividualResponse`` (SDK
@@ -27,6 +29,8 @@ results file of platform.claude.com/docs/en/build-with-claude/batch-processing,
     {"custom_id": "...", "result": {"type": "canceled"}}
     {"custom_id": "...", "result": {"type": "expired"}}
 
+A structured answer's line adds ``data``, its value, beside ``custom_id``
+(chorus's own field; the message is the API's, untouched).
 ``succeeded`` for every item the API answered (a truncated or refused message
 included, as the Batches API itself reports them: read ``stop_reason``),
 ``errored`` with the API's error object for a call that failed, ``canceled``
@@ -36,8 +40,9 @@ and never resumed.
 
 from __future__ import annotations
 
+import json
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -89,6 +94,10 @@ def as_chorus_result(stored: dict[str, Any], state_name: str) -> dict[str, Any]:
         record[name] = None if message is None else message.get(field)
     for name in ("cost_usd", "calls", "delivery", "from_store", "error"):
         record[name] = stored.get(name)
+    if stored.get("data") is not None or stored.get("reasks"):
+        # A structured answer (workers.structured): its value, and the re-asks it took.
+        for name in ("data", "reasks", "reask_cost_usd"):
+            record[name] = stored.get(name)
     if "cached" in stored and "from_store" not in stored:  # recorded by an older version
         record["from_store"] = stored["cached"]
     return record
@@ -104,7 +113,10 @@ def as_batches_result(stored: dict[str, Any], state: str) -> dict[str, Any] | No
     if state in ("c", "f"):
         message = stored["message"] if "message" in stored else _rebuilt_message(stored)
         if message is not None:
-            return {"custom_id": custom_id, "result": {"type": "succeeded", "message": message}}
+            line = {"custom_id": custom_id, "result": {"type": "succeeded", "message": message}}
+            if stored.get("data") is not None:
+                line["data"] = stored["data"]  # chorus's own: the structured answer's value
+            return line
         error = stored.get("error") or {
             "type": "api_error",
             "message": "chorus kept no message and no error for this item",
@@ -153,3 +165,56 @@ def _rebuilt_message(stored: dict[str, Any]) -> dict[str, Any] | None:
         return Envelope.model_validate({"idempotency_key": "", **stored}).message
     except ValidationError:
         return None
+
+
+def table_fields(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The fields of the first structured value among ``records`` that is an object:
+    ``chorus results --format csv``'s columns when ``--fields`` names none."""
+    for record in records:
+        data = record.get("data")
+        if isinstance(data, Mapping):
+            return [str(name) for name in data]
+    return []
+
+
+def table_rows(records: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> Iterator[list[str]]:
+    """A header, then one row per record (chorus's format): ``id``, ``outcome``, each of
+    ``fields`` read from the item's ``data`` (``a.b`` reads a nested field, ``a.0``
+    a list's first), and ``error``.
+
+    An item without a valid value has empty field cells, its outcome (``failed``,
+    ``invalid_output``, ...) or its state when it has not ended (``pending``), and
+    its error's message. A cell holding an object or a list is its JSON; a boolean
+    is ``true`` or ``false``, as in JSON.
+    """
+    yield ["id", "outcome", *fields, "error"]
+    for record in records:
+        data = record.get("data")
+        error = record.get("error")
+        message = error.get("message", "") if isinstance(error, Mapping) else ""
+        outcome = record.get("outcome") if record.get("outcome") else record.get("state", "")
+        cells = [_cell(_dig(data, name)) for name in fields]
+        yield [str(record.get("id", "")), str(outcome or ""), *cells, str(message)]
+
+
+def _dig(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(data, Mapping):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)

@@ -86,6 +86,9 @@ class SubmitReport:
     prefixes: PrefixFinder | None = None
     # --route auto: how many items go in real time, and why.
     plan: RoutePlan | None = None
+    # With a schema: for each model the items name that is not asked for the
+    # structure in output_config.format, the one line that says how it is asked.
+    schema_notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ def submit(cls: type[Batch], source: Source, spec: InputSpec, options: Options) 
             + (f" once {skipped} invalid lines are skipped" if skipped else "")
         )
     report.unpriced = sorted(m for m in report.models if settings.price_for(m) is None)
+    if spec.structured is not None:
+        report.schema_notes = schema_notes(report.models, spec.structured)
     if options.max_cost_usd is not None and report.unpriced:
         model = report.unpriced[0]
         raise BatchInputError(
@@ -168,6 +173,16 @@ def submit(cls: type[Batch], source: Source, spec: InputSpec, options: Options) 
             "to finish it (nothing is sent twice)"
         ) from exc
     return batch
+
+
+def schema_notes(models: Mapping[str, int], structured: Mapping[str, Any]) -> list[str]:
+    """How each of ``models`` is asked for the structure, where it is not the API's own
+    structured outputs: said once per batch (``workers.structured.fallback_note``)."""
+    from workers.structured import fallback_note, resolve_method
+
+    schema, method = structured["json_schema"], structured.get("method", "auto")
+    notes = (fallback_note(model, resolve_method(model, method, schema)) for model in models)
+    return [note for note in notes if note is not None]
 
 
 def _record_and_publish(batch: Batch, source: Source, spec: InputSpec, options: Options) -> None:
@@ -212,6 +227,9 @@ def _how_submitted(source: str | Path, spec: InputSpec, options: Options) -> dic
         "max_tokens": spec.max_tokens,
         "system": spec.system,
         "effort": spec.effort,
+        "schema": spec.structured and spec.structured["json_schema"],
+        "reask": spec.structured["reask"] if spec.structured else 1,
+        "schema_method": spec.structured["method"] if spec.structured else "auto",
         "vote": options.vote,
         "max_cost_usd": options.max_cost_usd,
         "route": options.route,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -24,6 +24,7 @@ from workers.outcomes import Outcome, answer_text, classify
 from workers.text import find_lone_surrogate, has_lone_surrogate
 
 KEY_VERSION = "v1"
+_T = TypeVar("_T", bound=BaseModel)
 
 
 def accepts_sampling_params(model: str) -> bool | None:
@@ -642,6 +643,16 @@ class Envelope(BaseModel):
             error=error,
             **fields,
         )
+
+    def parsed(self, model: type[_T]) -> _T | None:
+        """``data`` as an instance of the pydantic ``model`` the schema came from; None when
+        the answer has no valid value (``outcome`` says why).
+
+        Raises:
+            pydantic.ValidationError: the value does not fit ``model`` (a schema
+                from another model).
+        """
+        return None if self.data is None else model.model_validate(self.data)
 
     @property
     def content(self) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from typing import Any
 import anthropic
 import jsonschema
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
+from pydantic import BaseModel
 
 from config.models import rules_for
 from config.structured import ANSWER_TOOL, SCHEMA_CLOSE, SCHEMA_OPEN
@@ -291,3 +292,50 @@ def _path(path: Sequence[Any]) -> str:
 
 def _cut(text: str) -> str:
     return text if len(text) <= PROBLEM_CHARS else text[:PROBLEM_CHARS] + "..."
+
+
+def spec(
+    schema: Mapping[str, Any] | type[BaseModel],
+    *,
+    reask: int = 1,
+    method: str = "auto",
+) -> dict[str, Any]:
+    """A request's ``structured`` field from a JSON Schema dict or a pydantic model class.
+
+    A pydantic class gives its ``model_json_schema()`` and its name; its
+    answers come back as instances with :func:`parse_as` (``Envelope.parsed``).
+
+    Raises:
+        TypeError: ``schema`` is neither.
+    """
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return {
+            "json_schema": schema.model_json_schema(),
+            "name": schema.__name__,
+            "reask": reask,
+            "method": method,
+        }
+    if isinstance(schema, Mapping):
+        return {"json_schema": dict(schema), "reask": reask, "method": method}
+    raise TypeError(
+        f"schema: a JSON Schema dict or a pydantic model class, not {type(schema).__name__}"
+    )
+
+
+def load_schema_file(path: str) -> dict[str, Any]:
+    """The JSON Schema in the file at ``path`` (``--schema``).
+
+    Raises:
+        ValueError: it cannot be read, is not JSON (with the line), or not a valid schema.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            schema = json.load(handle)
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    problem = check_schema(schema)
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
+    return dict(schema)

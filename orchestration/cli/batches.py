@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import click
@@ -83,17 +84,38 @@ def ls_cmd(limit: int) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["chorus", "batches"]),
+    type=click.Choice(["chorus", "batches", "csv"]),
     default="chorus",
     show_default=True,
-    help="'batches': the Message Batches API's results shape.",
+    help="'batches': the Message Batches API's results shape; 'csv': a table of the "
+    "structured answers' fields (--schema), one row per item.",
 )
-def results_cmd(batch_ref: str, output: str | None, failed_only: bool, fmt: str) -> None:
-    """One JSON line per input item, in input order."""
+@click.option(
+    "--fields",
+    show_default="the first answer's fields",
+    help="With --format csv: the columns, comma-separated (a.b reads a nested field).",
+)
+def results_cmd(
+    batch_ref: str, output: str | None, failed_only: bool, fmt: str, fields: str | None
+) -> None:
+    """One JSON line per input item, in input order (or with --format csv, one row)."""
     import json
 
+    if fields is not None and fmt != "csv":
+        fail("--fields goes with --format csv")
     with_redis()
     batch = get_batch(batch_ref)
+    if fmt == "csv":
+        if failed_only:
+            fail("--failed goes with the JSON formats; the table marks each failed row")
+        columns = None if fields is None else [f.strip() for f in fields.split(",") if f.strip()]
+        if output is None:
+            batch.write_table(sys.stdout, columns)
+            return
+        with open(output, "w", encoding="utf-8", newline="") as out:
+            written = batch.write_table(out, columns)
+        err.print(f"chorus: wrote {written:,} rows to {output}", markup=False)
+        return
     if output is not None:
         written = batch.write_results(output, failed_only=failed_only, fmt=fmt)
         err.print(f"chorus: wrote {written:,} results to {output}", markup=False)

@@ -15,6 +15,8 @@ from orchestration.cli.common import (
     max_tokens_option,
     model_option,
     require_worker,
+    schema_options,
+    structured_option,
     timeout_option,
     with_redis,
 )
@@ -29,6 +31,7 @@ CALL_TIMEOUT_S = 300.0
 @max_tokens_option("Output token cap; thinking counts against it.")
 @click.option("--system", help="System prompt.")
 @click.option("--effort", type=EFFORT, help="output_config.effort: how much the model thinks.")
+@schema_options
 @timeout_option(
     CALL_TIMEOUT_S,
     "Seconds to wait for the answer. A call no worker has taken by then is taken "
@@ -42,6 +45,9 @@ def call_cmd(
     max_tokens: int | None,
     system: str | None,
     effort: str | None,
+    schema_file: str | None,
+    reask: int,
+    schema_method: str,
     timeout_s: float,
     wait_for_worker: bool,
     as_json: bool,
@@ -58,8 +64,11 @@ def call_cmd(
     from config.models import DEFAULT_MAX_TOKENS
     from orchestration.client import request_from_prompt, submit, wait
     from workers.errors import InvalidRequest
+    from workers.structured import fallback_note
 
+    structured = structured_option(schema_file, reask, schema_method)
     settings = with_redis()
+    extra = {} if structured is None else {"structured": structured}
     try:
         request = request_from_prompt(
             prompt,
@@ -67,9 +76,14 @@ def call_cmd(
             max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
             system=system,
             effort=effort,
+            **extra,
         )
     except InvalidRequest as exc:
         fail(f"invalid request: {exc}")
+    if request.schema_method is not None:
+        note = fallback_note(request.model, request.schema_method)
+        if note:
+            err.print(f"chorus: {note}", markup=False)
     queue = require_worker("call", wait_for_worker, timeout_s)
     result = submit(request)
     try:
@@ -82,7 +96,9 @@ def call_cmd(
         console.print_json(envelope.model_dump_json())
     elif envelope.outcome.answered:
         # The answer so far too when it is not complete (truncated, say): it was paid for.
-        if envelope.text:
+        if envelope.data is not None:
+            console.print_json(data=envelope.data)
+        elif envelope.text:
             console.print(envelope.text, markup=False, highlight=False)
         u = envelope.usage
         thinking = f" ({u.thinking_tokens} thinking)" if u.thinking_tokens else ""
@@ -90,6 +106,7 @@ def call_cmd(
             f"[dim]{envelope.model} · {u.input_tokens} in / {u.output_tokens} out tokens{thinking}"
             f"{f' · {u.cache_read_input_tokens} cache read' if u.cache_read_input_tokens else ''}"
             f" · {envelope.attempts} attempt{'s' if envelope.attempts != 1 else ''}"
+            f"{f' ({envelope.reasks} re-asked)' if envelope.reasks else ''}"
             f"{' (stored result, no new call)' if envelope.from_store else ''}"
             f" · {envelope.elapsed_ms:.0f} ms · {envelope.stop_reason}[/dim]"
         )

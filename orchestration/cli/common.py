@@ -191,3 +191,49 @@ WAIT_FOR_WORKER = click.option(
     help="Send even when no worker consumes the queue, and wait (up to --timeout) for one "
     "to start. Without it nothing is sent then, and the exit status is 1.",
 )
+
+
+def schema_options(fn: F) -> F:
+    """``--schema FILE``, ``--reask N`` and ``--schema-method``: a structured answer."""
+    fn = click.option(
+        "--schema-method",
+        type=click.Choice(["auto", "native", "tool", "prompt"]),
+        default="auto",
+        show_default=True,
+        help="How the schema is asked for: auto (output_config.format where the model "
+        "takes it, else a forced tool call, else the system prompt), or one of them.",
+    )(fn)
+    fn = click.option(
+        "--reask",
+        type=click.IntRange(0, 10),
+        default=1,
+        show_default=True,
+        help="With --schema: follow-up calls when an answer does not match it, each "
+        "sending the answer and what is wrong back; then the item ends invalid_output.",
+    )(fn)
+    return click.option(
+        "--schema",
+        "schema_file",
+        type=click.Path(dir_okay=False),
+        help="A JSON Schema file: every answer must match it, and is validated and "
+        "returned parsed (data).",
+    )(fn)
+
+
+def structured_option(
+    schema_file: str | None, reask: int, schema_method: str
+) -> dict[str, Any] | None:
+    """The request's ``structured`` field from ``--schema``, ``--reask`` and
+    ``--schema-method``; exit 2 for an unreadable or invalid schema."""
+    from workers.structured import load_schema_file, spec
+
+    if schema_file is None:
+        if schema_method != "auto":
+            fail("--schema-method goes with --schema")
+        return None
+    try:
+        schema = load_schema_file(schema_file)
+    except ValueError as exc:
+        fail(f"--schema {exc}")
+        raise  # unreachable: fail() exits
+    return spec(schema, reask=reask, method=schema_method)

@@ -18,6 +18,8 @@ from orchestration.cli.common import (
     max_tokens_option,
     model_option,
     require_worker,
+    schema_options,
+    structured_option,
     timeout_option,
     with_redis,
 )
@@ -44,6 +46,7 @@ def _pattern_common(fn: Any) -> Any:
         "Seconds to wait for the result. Branches no worker has taken by then are "
         "taken off the queue and the fan-in is revoked; branches a worker runs still end.",
     )(fn)
+    fn = schema_options(fn)
     fn = WAIT_FOR_WORKER(fn)
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(fn)
 
@@ -152,6 +155,13 @@ def _read_document(path: str) -> str:
     "first_line, number (the first number), choice (the first letter A-J).",
 )
 @click.option("--system", help="System prompt.")
+@click.option(
+    "--vote-on",
+    type=click.Choice(["field", "whole"]),
+    default="field",
+    show_default=True,
+    help="With --schema: each field's majority, or the majority of whole answers.",
+)
 @_pattern_common
 def vote_cmd(
     prompt: str,
@@ -160,9 +170,13 @@ def vote_cmd(
     early_stop: bool,
     normalize: str,
     system: str | None,
+    vote_on: str,
     model: str | None,
     max_tokens: int | None,
     effort: str | None,
+    schema_file: str | None,
+    reask: int,
+    schema_method: str,
     min_success: str,
     timeout_s: float,
     wait_for_worker: bool,
@@ -173,6 +187,7 @@ def vote_cmd(
     from orchestration.client import request_from_prompt
     from orchestration.patterns import Vote
 
+    structured = structured_option(schema_file, reask, schema_method)
     with_redis()
 
     def build() -> Any:
@@ -182,6 +197,7 @@ def vote_cmd(
             max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
             system=system,
             effort=effort,
+            **({} if structured is None else {"structured": structured}),
         )
         return Vote(
             request,
@@ -190,6 +206,7 @@ def vote_cmd(
             early_stop=early_stop,
             normalize=normalize,
             min_success=_min_success(min_success),
+            vote_on=vote_on,  # type: ignore[arg-type]
         )
 
     _run_pattern(build, timeout_s, as_json, wait_for_worker)
@@ -201,16 +218,20 @@ def _aspect_requests(
     model: str | None,
     max_tokens: int,
     effort: str | None = None,
+    structured: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One request per distinct aspect, in the order given, each reading ``document``."""
+    """One request per distinct aspect, in the order given, each reading ``document``
+    (each answer matching ``structured``'s schema, when given)."""
     from orchestration.client import request_from_prompt
 
+    extra = {} if structured is None else {"structured": structured}
     return {
         a: request_from_prompt(
             ASPECT_PROMPT.format(aspect=a, document=document),
             model=model,
             max_tokens=max_tokens,
             effort=effort,
+            **extra,
         )
         for a in dict.fromkeys(aspects)
     }
@@ -275,6 +296,9 @@ def _run_aspects(
     max_tokens: int | None,
     effort: str | None,
     min_success: str,
+    schema_file: str | None,
+    reask: int,
+    schema_method: str,
     **run: Any,
 ) -> None:
     """A pattern of one call per aspect of FILE (section, fanout): built and run
@@ -282,11 +306,12 @@ def _run_aspects(
     from config.models import DEFAULT_MAX_TOKENS
 
     document = _read_document(file)
+    structured = structured_option(schema_file, reask, schema_method)
     with_redis()
     limit = max_tokens or DEFAULT_MAX_TOKENS
 
     def pattern() -> Any:
-        requests = _aspect_requests(document, aspects, model, limit, effort)
+        requests = _aspect_requests(document, aspects, model, limit, effort, structured)
         return build(requests, min_success=_min_success(min_success), model=model,
                      max_tokens=limit)  # fmt: skip
 

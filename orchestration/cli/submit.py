@@ -18,6 +18,8 @@ from orchestration.cli.common import (
     main,
     max_tokens_option,
     model_option,
+    schema_options,
+    structured_option,
     timeout_option,
     warn_if_no_worker,
     with_redis,
@@ -46,6 +48,7 @@ WAIT_TIMEOUT = timeout_option(
 @max_tokens_option("Output token cap for items that set none; thinking counts against it.")
 @click.option("--system", help="System prompt for items that set none.")
 @click.option("--effort", type=EFFORT, help="output_config.effort for items that set none.")
+@schema_options
 @click.option(
     "--vote",
     type=int,
@@ -110,6 +113,9 @@ def submit_cmd(
     max_tokens: int | None,
     system: str | None,
     effort: str | None,
+    schema_file: str | None,
+    reask: int,
+    schema_method: str,
     vote: int | None,
     name: str | None,
     max_cost: float | None,
@@ -137,6 +143,7 @@ def submit_cmd(
                 template = handle.read()
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"cannot read the template {template_file}: {exc}")
+    structured = structured_option(schema_file, reask, schema_method)
     if dry_run:
         _dry_run(
             file, prompt_field, template, model, max_tokens, system, effort, skip_invalid, deadline
@@ -167,6 +174,9 @@ def submit_cmd(
             route=route,  # type: ignore[arg-type]
             deadline_s=deadline,
             cache=cache,
+            schema=structured and structured["json_schema"],
+            reask=reask,
+            schema_method=schema_method,
         )
     except (InvalidBatchFile, BatchInputError) as exc:
         fail(str(exc))
@@ -179,6 +189,8 @@ def submit_cmd(
             f"set CHORUS_PRICES__{model}__INPUT_PER_MTOK and __OUTPUT_PER_MTOK",
             markup=False,
         )
+    for line in report.schema_notes:
+        err.print(f"chorus: {line}", markup=False)
     if report.invalid_total:
         err.print(f"chorus: skipped {report.invalid_total} invalid lines:", markup=False)
         for error in report.invalid[:20]:
