@@ -37,13 +37,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
 
+from config.prices import ModelPrice
 from config.settings import BatchesAPISettings
 from workers.app import app
-from workers.call import answered
+from workers.call import answered, read_structured, structured_envelope
 from workers.durable import retrying
 from workers.errors import ProviderError
 from workers.items import STOPPED, BatchOption, end_command, worst_case_micros
@@ -210,7 +212,7 @@ def _read_results(
         # What batches_send reserved for it: given back as it ends or goes again.
         reserved = worst_case_micros(request, runtime.deps, batch=True) if budget else 0
         if kind == "succeeded":
-            envelope = answered(key, result["message"], request.max_tokens, runtime.deps.price_for)
+            envelope = _answered(key, result["message"], request, runtime.deps.price_for)
             envelope = envelope.model_copy(update={"attempts": 1})
             writes += [
                 runtime.store.put_command(envelope),
@@ -248,6 +250,31 @@ def _read_results(
     if again:
         _send_again(runtime, batch_id, upstream_id, read, round)
     return counts
+
+
+def _answered(
+    key: str,
+    message: dict[str, Any],
+    request: CallRequest,
+    price_for: Callable[[str], ModelPrice | None],
+) -> Envelope:
+    """A Message Batch's answer as an envelope; a structured one validated against its
+    schema (``workers.structured``). An invalid answer is not re-asked on this route:
+    it ends ``invalid_output``, and ``chorus retry`` asks again."""
+    if request.structured is None:
+        return answered(key, message, request.max_tokens, price_for)
+    reading, message = read_structured(request, message, {})
+    return structured_envelope(
+        key,
+        message,
+        request,
+        reading,
+        0,
+        None,
+        price_for,
+        advice="answered through the Message Batches API, where chorus does not re-ask: "
+        "`chorus retry` asks again",
+    )
 
 
 def _send_again(

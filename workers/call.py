@@ -411,7 +411,7 @@ def _attempt_until_done(
             cost = Cost(1, deps.estimate_input_tokens(sending), sending.max_tokens)
             continue
         if request.structured is not None:
-            reading, turn = _read_structured(request, turn, asked_before)
+            reading, turn = read_structured(request, turn, asked_before)
             first_usage = first_usage or dict(turn.get("usage") or {})
             if (
                 reading is not None
@@ -431,7 +431,7 @@ def _attempt_until_done(
                 sending, turn, continuations = conversation, None, 0
                 cost = Cost(1, deps.estimate_input_tokens(sending), sending.max_tokens)
                 continue
-            envelope = _structured_envelope(
+            envelope = structured_envelope(
                 key, turn, request, reading, reasks, first_usage, deps.price_for
             )
         else:
@@ -441,7 +441,7 @@ def _attempt_until_done(
         return envelope
 
 
-def _read_structured(
+def read_structured(
     request: CallRequest, turn: dict[str, Any], asked_before: dict[str, Any]
 ) -> tuple[structured.Reading | None, dict[str, Any]]:
     """The answer read against the schema (None when the call did not end complete,
@@ -456,7 +456,7 @@ def _read_structured(
     return structured.read(turn, request.structured.json_schema, request.schema_method), turn
 
 
-def _structured_envelope(
+def structured_envelope(
     key: str,
     turn: dict[str, Any],
     request: CallRequest,
@@ -464,9 +464,12 @@ def _structured_envelope(
     reasks: int,
     first_usage: dict[str, Any] | None,
     price_for: Callable[[str], ModelPrice | None],
+    *,
+    advice: str = "raise --reask, or loosen the schema",
 ) -> Envelope:
     """The envelope of a structured call: ``data`` when valid, ``invalid_output`` when the
-    answer stayed invalid, the re-asks counted and their cost apart."""
+    answer stayed invalid (its error ending with ``advice``), the re-asks counted and
+    their cost apart."""
     envelope = answered(key, turn, request.max_tokens, price_for)
     extra: dict[str, Any] = {"reasks": reasks}
     model = turn.get("model")
@@ -488,7 +491,7 @@ def _structured_envelope(
             outcome=Outcome.INVALID_OUTPUT,
             error=ErrorInfo(
                 type=Outcome.INVALID_OUTPUT.value,
-                message=f"{reading.problem}{after}; raise --reask, or loosen the schema",
+                message=f"{reading.problem}{after}; {advice}",
             ),
         )
     return envelope.model_copy(update=extra)
