@@ -35,6 +35,7 @@ def request_from_prompt(
     schema: Mapping[str, Any] | type[BaseModel] | None = None,
     reask: int = 1,
     schema_method: str = "auto",
+    structured: Mapping[str, Any] | None = None,
     **params: Any,
 ) -> CallRequest:
     """A validated one-turn request.
@@ -62,6 +63,8 @@ def request_from_prompt(
         data["system"] = system
     if schema is not None:
         data["structured"] = structured_spec(schema, reask=reask, method=schema_method)
+    elif structured is not None:  # already in the request's own form (the CLI's --schema)
+        data["structured"] = dict(structured)
     return validate_request(data)
 
 

@@ -68,7 +68,6 @@ def call_cmd(
 
     structured = structured_option(schema_file, reask, schema_method)
     settings = with_redis()
-    extra = {} if structured is None else {"structured": structured}
     try:
         request = request_from_prompt(
             prompt,
@@ -76,7 +75,7 @@ def call_cmd(
             max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
             system=system,
             effort=effort,
-            **extra,
+            structured=structured,
         )
     except InvalidRequest as exc:
         fail(f"invalid request: {exc}")

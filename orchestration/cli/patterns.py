@@ -197,7 +197,7 @@ def vote_cmd(
             max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
             system=system,
             effort=effort,
-            **({} if structured is None else {"structured": structured}),
+            structured=structured,
         )
         return Vote(
             request,
@@ -224,14 +224,13 @@ def _aspect_requests(
     (each answer matching ``structured``'s schema, when given)."""
     from orchestration.client import request_from_prompt
 
-    extra = {} if structured is None else {"structured": structured}
     return {
         a: request_from_prompt(
             ASPECT_PROMPT.format(aspect=a, document=document),
             model=model,
             max_tokens=max_tokens,
             effort=effort,
-            **extra,
+            structured=structured,
         )
         for a in dict.fromkeys(aspects)
     }
