@@ -104,6 +104,13 @@ def _options(command: Any) -> Any:
             for kind in FAULT_KINDS
         ),
         _field(
+            "rate_invalid_output",
+            click.FloatRange(0, 1),
+            "Fraction of answers to structured requests (a JSON Schema asked for "
+            "natively, by a forced answer tool or in the prompt) that come back invalid: "
+            "not JSON, or JSON that breaks the schema.",
+        ),
+        _field(
             "hang_s",
             click.FloatRange(min=0),
             "How long a hung call (--rate-hang) waits before its 500, in seconds.",

@@ -10,10 +10,17 @@ A reply is built as the real API builds one, in the order its blocks come:
    already the continuation of a paused turn; with the ``pause_turn`` fault the
    reply stops after it (``stop_reason: pause_turn``) and waits to be sent back.
 3. **a tool call** when ``tool_choice`` forces one (``any`` or ``tool``):
-   ``stop_reason: tool_use``, its input drawn from the tool's input schema.
+   ``stop_reason: tool_use``, its input drawn from the tool's input schema
+   (``localapi.schema_values``); cut part way, as text is, when it does not fit.
 4. **text**, cut at what is left of ``max_tokens`` (``max_tokens``), at the
    context window (``model_context_window_exceeded``) or before a stop
    sequence (``stop_sequence``).
+
+A request that asks for a structured answer (``localapi.structured``: the
+schema in ``output_config.format``, chorus's answer tool forced, or the schema
+in the prompt) gets, in place of 3 or 4, JSON that matches its schema, or with
+``rate_invalid_output`` an invalid answer; ``ReplyParts.structured`` says how
+it asked and whether the answer is invalid.
 
 The ``refusal`` fault answers ``stop_reason: refusal`` with ``stop_details``
 and no content, as a request declined before any output is; the
@@ -24,6 +31,7 @@ and no content, as a request declined before any output is; the
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,9 +50,18 @@ from localapi.blocks import (
     tool_use_block,
 )
 from localapi.replies import apply_limits, generate_reply, generate_text
+from localapi.schema_values import text_is_valid, value_for_schema
 from localapi.script import ScriptedResponse
+from localapi.structured import (
+    UNSET,
+    StructuredAnswer,
+    answer_text,
+    partial_object,
+    structured_request,
+    tool_input,
+)
 from localapi.thinking import plan_thinking
-from localapi.tokens import count_block_tokens, count_text_tokens
+from localapi.tokens import count_block_tokens, count_text_tokens, truncate_to_tokens
 
 REFUSAL_CATEGORIES = ("cyber", "bio", "frontier_llm", "reasoning_extraction", "general_harms")
 # The server tool requests each result block counts in usage.server_tool_use.
@@ -68,6 +85,9 @@ class ReplyParts:
         default_factory=lambda: {"web_search_requests": 0, "web_fetch_requests": 0}
     )
     container: dict[str, Any] | None = None
+    # Set when the reply answers a structured request (None: it asked for none,
+    # or got no answer: a refusal, thinking that filled max_tokens, a script's blocks).
+    structured: StructuredAnswer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +103,8 @@ class ReplyInputs:
     fault: str | None = None
     scripted: ScriptedResponse | None = None
     thinking_scale: float = 1.0
+    # The share of answers to structured requests that come back invalid.
+    rate_invalid_output: float = 0.0
 
 
 def compose_reply(body: Mapping[str, Any], inputs: ReplyInputs) -> ReplyParts:
@@ -187,21 +209,38 @@ def _generated(body: Mapping[str, Any], inputs: ReplyInputs) -> ReplyParts:
         return parts
 
     forced = _forced_tool(body)
+    asked = structured_request(body, forced)
+    scripted = inputs.scripted
+    scripted_json = scripted.json if scripted is not None else UNSET
+    invalid = False
+    left = room - parts.output_tokens
+    context_fault = inputs.fault == "context_exceeded"
     if forced is not None:
         name, schema = forced
-        block = tool_use_block(name, example_for_schema(schema, rng), rng)
-        parts.content.append(block)
-        parts.output_tokens += count_block_tokens(block)
-        parts.stop_reason = "tool_use"
-        return parts
+        if asked is not None and asked.method == "tool":
+            value, invalid = tool_input(asked, rng, inputs.rate_invalid_output, scripted_json)
+            parts.structured = StructuredAnswer("tool", invalid, asked.followup)
+        elif scripted_json is not UNSET:
+            value = scripted_json
+        else:
+            drawn = value_for_schema(schema, rng)
+            value = drawn if isinstance(drawn, dict) else {}  # a tool's input is an object
+        block = {**tool_use_block(name, {}, rng), "input": value}
+        return _tool_call(parts, block, left, cut_reason, context_fault)
 
-    scripted = inputs.scripted
     if scripted is not None and scripted.text is not None:
         text = scripted.text
+        lenient = asked is not None and asked.method == "prompt"
+        invalid = asked is not None and text_is_valid(text, asked.schema, lenient=lenient) is False
+    elif asked is not None:
+        text, invalid = answer_text(asked, rng, inputs.rate_invalid_output, scripted_json)
+    elif scripted_json is not UNSET:
+        text = json.dumps(scripted_json)
     else:
         text = generate_reply(rng, inputs.reply_min_tokens, inputs.reply_max_tokens)
-    left = room - parts.output_tokens
-    if inputs.fault == "context_exceeded":
+    if asked is not None:
+        parts.structured = StructuredAnswer(asked.method, invalid, asked.followup)
+    if context_fault:
         left = min(left, max(1, count_text_tokens(text) // 2))
         cut_reason = "model_context_window_exceeded"
     limited = apply_limits(text, max(0, left), body.get("stop_sequences") or ())
@@ -210,6 +249,31 @@ def _generated(body: Mapping[str, Any], inputs: ReplyInputs) -> ReplyParts:
     parts.output_tokens += count_text_tokens(limited.text)
     parts.stop_reason = cut_reason if limited.stop_reason == "max_tokens" else limited.stop_reason
     parts.stop_sequence = limited.stop_sequence
+    return parts
+
+
+def _tool_call(
+    parts: ReplyParts, block: Block, left: int, cut_reason: str, context_fault: bool
+) -> ReplyParts:
+    """The reply ends with the tool call ``block`` (``tool_use``), or with as much of its
+    input as fits in the ``left`` output tokens (``cut_reason``), as text is cut."""
+    tokens = count_block_tokens(block)
+    if context_fault:
+        left = min(left, max(1, tokens // 2))
+        cut_reason = "model_context_window_exceeded"
+    if tokens <= left:
+        parts.content.append(block)
+        parts.output_tokens += tokens
+        parts.stop_reason = "tool_use"
+        return parts
+    parts.stop_reason = cut_reason
+    if left <= 0:
+        return parts
+    # Cut part way: the block holds what was written of its input.
+    written = max(0, left - count_block_tokens({**block, "input": {}}))
+    block["input"] = partial_object(truncate_to_tokens(json.dumps(block["input"]), written))
+    parts.content.append(block)
+    parts.output_tokens += left
     return parts
 
 
@@ -253,34 +317,3 @@ def _forced_tool(body: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | Non
             schema = tool.get("input_schema")
             return str(tool.get("name")), schema if isinstance(schema, Mapping) else {}
     return None
-
-
-def example_for_schema(schema: Mapping[str, Any], rng: random.Random, depth: int = 0) -> Any:
-    """A value that fits a simple JSON Schema: objects, arrays, enums and scalars."""
-    if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
-        return rng.choice(schema["enum"])
-    if "const" in schema:
-        return schema["const"]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object" or (kind is None and "properties" in schema):
-        properties = schema.get("properties")
-        if not isinstance(properties, Mapping) or depth > 5:
-            return {}
-        return {
-            name: example_for_schema(sub if isinstance(sub, Mapping) else {}, rng, depth + 1)
-            for name, sub in properties.items()
-        }
-    if kind == "array":
-        items = schema.get("items")
-        return [example_for_schema(items if isinstance(items, Mapping) else {}, rng, depth + 1)]
-    if kind == "integer":
-        return rng.randint(0, 100)
-    if kind == "number":
-        return round(rng.uniform(0, 100), 2)
-    if kind == "boolean":
-        return rng.random() < 0.5
-    if kind == "null":
-        return None
-    return generate_text(rng, 3)

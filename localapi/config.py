@@ -38,6 +38,7 @@ _FIELD_KINDS: dict[str, str] = {
     "rate_pause_turn": _FLOAT,
     "rate_stream_error": _FLOAT,
     "rate_stream_cut": _FLOAT,
+    "rate_invalid_output": _FLOAT,
     "thinking_scale": _FLOAT,
     "hang_s": _FLOAT,
     "retry_after_s": _FLOAT,
@@ -114,6 +115,11 @@ class LocalAPIConfig:
     rate_pause_turn: float = 0.0
     rate_stream_error: float = 0.0
     rate_stream_cut: float = 0.0
+    # The share of answers to structured requests (localapi.structured) that come
+    # back invalid: not JSON, or JSON that breaks the schema. Not a fault of the
+    # call (not in FAULT_KINDS, not in their sum): it applies to an answer the
+    # call gets, on top of them.
+    rate_invalid_output: float = 0.0
     # Scales how much adaptive thinking spends (localapi.thinking.EFFORT_RANGES).
     thinking_scale: float = 1.0
     hang_s: float = 3600.0
@@ -174,6 +180,8 @@ class LocalAPIConfig:
                 raise ValueError(f"rate_{kind}: must be between 0 and 1")
         if sum(rates.values()) > 1.0 + 1e-9:
             raise ValueError("fault rates: their sum must not exceed 1")
+        if not 0.0 <= self.rate_invalid_output <= 1.0:
+            raise ValueError("rate_invalid_output: must be between 0 and 1")
         if not 0 <= self.port <= 65535:
             raise ValueError("port: must be between 0 and 65535")
         if self.batch_expires_s <= 0:
@@ -220,6 +228,8 @@ class LocalAPIConfig:
             if getattr(self, name)
         ]
         faults = [f"{kind} {rate:.1%}" for kind, rate in self.fault_rates().items() if rate > 0]
+        if self.rate_invalid_output > 0:
+            faults.append(f"invalid output {self.rate_invalid_output:.1%}")
         return (
             f"{latency}, limits: {', '.join(limits) or 'unlimited'}, "
             f"faults: {', '.join(faults) or 'none'}"

@@ -398,6 +398,7 @@ def compose(
             fault=fault,
             scripted=scripted,
             thinking_scale=config.thinking_scale,
+            rate_invalid_output=config.rate_invalid_output,
         ),
     )
 
@@ -413,11 +414,15 @@ def bill(
     *,
     batch: bool = False,
 ) -> None:
-    """Count a reply by its stop reason and bill it (``batch``: at the Message Batches
-    discount); the cache writes it made become readable."""
+    """Count a reply by its stop reason (and, answering a structured request, by how it
+    asked) and bill it (``batch``: at the Message Batches discount); the cache writes it
+    made become readable."""
     state.stats.stop_reasons[reply.stop_reason] = (
         state.stats.stop_reasons.get(reply.stop_reason, 0) + 1
     )
+    if reply.structured is not None:
+        answer = reply.structured
+        state.stats.structured(answer.method, invalid=answer.invalid, followup=answer.followup)
     if reply.stop_reason == "refusal" and reply.output_tokens == 0:
         # "Requests declined before any output is generated are not billed."
         return

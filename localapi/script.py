@@ -16,7 +16,7 @@ item of a batch.
 A RESPONSE: {"status": 200, "text": ..., "content": [...], "blocks": [...],
 "stop_reason": ..., "stop_details": {...}, "error_type": ..., "error_code": ...,
 "message": ..., "headers": {...}, "latency_ms": ..., "retry_after_s": ...,
-"fault": FAULT, "output_tokens": ...}; every key is optional.
+"fault": FAULT, "output_tokens": ..., "json": VALUE}; every key is optional.
 
 - `content`: the blocks to answer with, exactly as given;
 - `blocks`: block types by name, built by the server (`localapi.blocks`):
@@ -25,7 +25,14 @@ A RESPONSE: {"status": 200, "text": ..., "content": [...], "blocks": [...],
 - `headers`: added to the answer (``{"x-should-retry": "false"}``);
 - `fault`: "hang", "malformed", or a named outcome ("refusal",
   "context_exceeded", "pause_turn") or stream fault ("stream_error",
-  "stream_cut") the server would otherwise draw at its configured rate.
+  "stream_cut") the server would otherwise draw at its configured rate;
+- `json`: any JSON value (null too), the answer to a structured request
+  (`localapi.structured`) exactly as given, whether it matches the schema or
+  not: the text of a native or prompt answer is its JSON, the answer tool's
+  input is the value itself (give an object: the API's tool input always is
+  one). The stats count it as invalid when it does not validate. A request
+  that asks for no structure gets it as its text (a forced tool, as its input).
+  Not with `text`.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from localapi.blocks import BLOCK_TYPES
+from localapi.structured import UNSET
 
 THEN_CHOICES = ("repeat_last", "cycle", "fallthrough")
 SCRIPT_FAULTS = (
@@ -63,6 +71,7 @@ class ScriptedResponse:
     retry_after_s: float | None = None
     fault: str | None = None
     output_tokens: int | None = None
+    json: Any = UNSET
 
     @classmethod
     def from_json(cls, raw: object) -> ScriptedResponse:
@@ -81,6 +90,8 @@ class ScriptedResponse:
             raise ValueError(f"status must be an integer, got {self.status!r}")
         if not 200 <= self.status <= 599:
             raise ValueError(f"status must be between 200 and 599, got {self.status}")
+        if self.text is not None and self.json is not UNSET:
+            raise ValueError("give text or json, not both")
         if self.fault is not None and self.fault not in SCRIPT_FAULTS:
             raise ValueError(f"fault must be one of {SCRIPT_FAULTS}, got {self.fault!r}")
         for name in ("text", "stop_reason", "error_type", "error_code", "message"):

@@ -17,6 +17,7 @@ from typing import Any
 
 from config.models import base_model
 from config.prices import DEFAULT_PRICES, ModelPrice, Tokens
+from config.structured import METHODS
 from localapi.config import FAULT_KINDS
 
 # The log keeps this much of each prompt for `?contains=` (bounds its memory).
@@ -65,6 +66,14 @@ class Stats:
         self.web_fetch_requests = 0
         # Every reply by stop reason, billed or not (a refusal before any output is not).
         self.stop_reasons: dict[str, int] = {}
+        # Answers to structured requests (localapi.structured), also by the way they
+        # asked; of them, the invalid ones (drawn at rate_invalid_output, or a
+        # script's answer that does not validate) and the follow-ups (a conversation
+        # that already holds an answer: how chorus asks again).
+        self.structured_answers = 0
+        self.structured_answers_by_method = dict.fromkeys(METHODS, 0)
+        self.structured_invalid = 0
+        self.structured_followups = 0
         # What the paid calls cost at list price (config/prices.py), as this
         # server billed them; calls of a model with no price are counted apart.
         self.cost_usd = 0.0
@@ -83,6 +92,14 @@ class Stats:
     def end(self, status: int) -> None:
         self.in_flight -= 1
         self.by_status[status] = self.by_status.get(status, 0) + 1
+
+    def structured(self, method: str, *, invalid: bool, followup: bool) -> None:
+        """Count one answer to a structured request."""
+        self.structured_answers += 1
+        by_method = self.structured_answers_by_method
+        by_method[method] = by_method.get(method, 0) + 1
+        self.structured_invalid += invalid
+        self.structured_followups += followup
 
     def paid_call(
         self,
@@ -157,6 +174,10 @@ class Stats:
             "web_search_requests": self.web_search_requests,
             "web_fetch_requests": self.web_fetch_requests,
             "stop_reasons": dict(self.stop_reasons),
+            "structured_answers": self.structured_answers,
+            "structured_answers_by_method": dict(self.structured_answers_by_method),
+            "structured_invalid": self.structured_invalid,
+            "structured_followups": self.structured_followups,
             "cost_usd": self.cost_usd,
             "unpriced_calls": self.unpriced_calls,
             "in_flight": self.in_flight,

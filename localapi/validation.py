@@ -130,6 +130,16 @@ def _check_thinking(thinking: object, output_config: object) -> None:
             raise invalid("thinking.display: Input should be 'summarized' or 'omitted'")
     if output_config is not None and not isinstance(output_config, dict):
         raise invalid("output_config: Input should be a valid dictionary")
+    form = output_config.get("format") if isinstance(output_config, dict) else None
+    if form is not None:
+        if not isinstance(form, dict):
+            raise invalid("output_config.format: Input should be a valid dictionary")
+        if form.get("type") != "json_schema":
+            raise invalid("output_config.format.type: Input should be 'json_schema'")
+        if "schema" not in form:
+            raise invalid("output_config.format.schema: Field required")
+        if not isinstance(form["schema"], dict):
+            raise invalid("output_config.format.schema: Input should be a valid dictionary")
 
 
 def validate_request(
