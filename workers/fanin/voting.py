@@ -84,32 +84,7 @@ class Tally:
 
 def tally(samples: Sequence[Branch], mode: str = "text") -> Tally:
     """Count the successful samples' answers; ``samples`` are in sample-index order."""
-    rows: dict[str, VoteRow] = {}
-    for index, sample in enumerate(samples):
-        if not sample.ok:
-            continue
-        answer = normalize(sample.text, mode)
-        row = rows.get(answer)
-        if row is None:
-            rows[answer] = VoteRow(answer=answer, text=sample.text, count=1, samples=[index])
-        else:
-            row.count += 1
-            row.samples.append(index)
-    ordered = sorted(rows.values(), key=lambda r: (-r.count, r.samples[0]))
-    if not ordered:
-        return Tally([], None, None, None)
-    winner = ordered[0]
-    tied = [r for r in ordered if r.count == winner.count]
-    tie_break = None
-    if len(tied) > 1:
-        names = ", ".join(f"{_clip(r.answer)!r} (sample {r.samples[0]})" for r in tied[:4])
-        more = f" and {len(tied) - 4} more" if len(tied) > 4 else ""
-        tie_break = (
-            f"{len(tied)} answers tied at {winner.count} votes: {names}{more}; chose "
-            f"{_clip(winner.answer)!r}, the one whose first sample has the lowest index"
-        )
-    valid = sum(r.count for r in ordered)
-    return Tally(ordered, winner, winner.count / valid, tie_break)
+    return tally_values([(i, s.text) for i, s in enumerate(samples) if s.ok], mode)
 
 
 def tally_values(
