@@ -39,7 +39,6 @@ from config.structured import ANSWER_TOOL, SCHEMA_CLOSE, SCHEMA_OPEN
 
 # A validator's message quotes the value it read: cut it here in a problem.
 PROBLEM_CHARS = 400
-_THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 
 
 def check_schema(schema: Mapping[str, Any]) -> str | None:
@@ -48,12 +47,20 @@ def check_schema(schema: Mapping[str, Any]) -> str | None:
     API's structured outputs take (``anthropic.transform_schema`` accepts it)."""
     if not isinstance(schema, Mapping):
         return "a JSON Schema is a JSON object"
+    # Every item of a batch carries the same schema, checked at submit and again on
+    # each worker: checked once per distinct schema (about a millisecond each).
+    return _schema_problem(_canonical(schema))
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_problem(canonical: str) -> str | None:
+    schema = json.loads(canonical)
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except SchemaError as exc:
         return f"not a valid JSON Schema at {_path(exc.absolute_path)}: {_cut(exc.message)}"
     try:
-        anthropic.transform_schema(dict(schema))
+        anthropic.transform_schema(schema)
     except (ValueError, TypeError, KeyError) as exc:
         return f"not a schema the API's structured outputs take: {exc}"
     return None
@@ -98,12 +105,12 @@ def fallback_note(model: str, method: str) -> str | None:
     rules = rules_for(model)
     if rules is not None and rules.structured_outputs:
         return f"structured answers on {model}: asked by the {method} method, as requested"
-    how = {
-        "tool": "a forced tool call whose input schema is the schema",
-        "prompt": "the schema in the system prompt (it takes no forced tool choice either)"
-        if rules is not None and not rules.forced_tool_choice
-        else "the schema in the system prompt",
-    }[method]
+    if method == "tool":
+        how = "a forced tool call whose input schema is the schema"
+    elif rules is not None and not rules.forced_tool_choice:
+        how = "the schema in the system prompt (it takes no forced tool choice either)"
+    else:
+        how = "the schema in the system prompt"
     return (
         f"{model} takes no output_config.format (structured outputs): chorus asks for the "
         f"structure with {how}, and validates every answer"
@@ -171,10 +178,7 @@ def read(message: Mapping[str, Any], schema: Mapping[str, Any], method: str) -> 
     """
     content = [b for b in message.get("content") or [] if isinstance(b, Mapping)]
     if method == "tool":
-        call = next(
-            (b for b in content if b.get("type") == "tool_use" and b.get("name") == ANSWER_TOOL),
-            None,
-        )
+        call = _answer_call(content)
         if call is None:
             return Reading(problem=f"the answer did not call the {ANSWER_TOOL} tool")
         value = call.get("input")
@@ -242,10 +246,7 @@ def reask_turns(message: Mapping[str, Any], problem: str, method: str) -> list[d
     """
     content = [dict(b) for b in message.get("content") or [] if isinstance(b, Mapping)]
     if method == "tool":
-        call = next(
-            (b for b in content if b.get("type") == "tool_use" and b.get("name") == ANSWER_TOOL),
-            None,
-        )
+        call = _answer_call(content)
         if call is not None:
             result = {
                 "type": "tool_result",
@@ -257,7 +258,7 @@ def reask_turns(message: Mapping[str, Any], problem: str, method: str) -> list[d
                 {"role": "assistant", "content": content},
                 {"role": "user", "content": [result]},
             ]
-    said = [b for b in content if b.get("type") not in _THINKING_BLOCKS and b.get("type") == "text"]
+    said = [b for b in content if b.get("type") == "text"]  # thinking does not go back
     if not said:
         said = [{"type": "text", "text": "(no answer)"}]
     return [
@@ -270,6 +271,14 @@ def reask_turns(message: Mapping[str, Any], problem: str, method: str) -> list[d
             ),
         },
     ]
+
+
+def _answer_call(content: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The forced ``chorus_answer`` tool call among ``content``, if there is one."""
+    return next(
+        (b for b in content if b.get("type") == "tool_use" and b.get("name") == ANSWER_TOOL),
+        None,
+    )
 
 
 @functools.lru_cache(maxsize=256)
